@@ -1,0 +1,79 @@
+"""Typed errors: the library raises these, only the CLI turns them into exit codes.
+
+Every user-caused failure is an :class:`NvsSecureError` (or a subclass) that knows
+which file, line and column it is about and, where one helps, a hint.  The CLI prints
+``error: <file>[:<line>[:<col>]]: <message>`` (and ``hint: ...``) and exits 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "NvsSecureError",
+    "InputError",
+    "FormatError",
+    "KeyMaterialError",
+    "CapacityError",
+]
+
+
+class NvsSecureError(Exception):
+    """A failure caused by the user's input or environment (exit status 2)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.col = col
+        self.hint = hint
+
+    def located(self, file: str | None = None, line: int | None = None,
+                col: int | None = None) -> "NvsSecureError":
+        """Fill in a location that the raiser did not know; keeps one it did know."""
+        if self.file is None:
+            self.file = file
+        if self.line is None:
+            self.line = line
+        if self.col is None:
+            self.col = col
+        return self
+
+    @property
+    def location(self) -> str:
+        """``file[:line[:col]]``, or an empty string when nothing is known."""
+        if not self.file:
+            return ""
+        loc = str(self.file)
+        if self.line is not None:
+            loc += f":{self.line}"
+            if self.col is not None:
+                loc += f":{self.col}"
+        return loc
+
+    def __str__(self) -> str:
+        loc = self.location
+        return f"{loc}: {self.message}" if loc else self.message
+
+
+class InputError(NvsSecureError):
+    """Bad input text: a CSV/YAML value, a name, a range, a missing file."""
+
+
+class FormatError(NvsSecureError):
+    """A binary that is not what it claims to be (bad magic, CRC, layout)."""
+
+
+class KeyMaterialError(NvsSecureError):
+    """Key files that are missing, malformed, weak or would be overwritten."""
+
+
+class CapacityError(InputError):
+    """Data that does not fit where it must go (partition, page, flash)."""
