@@ -24,6 +24,7 @@ __all__ = ["cli", "main"]
 
 #: Modules under idf_nvs_secure.cli that each define a ``commands`` list to register.
 COMMAND_MODULES = [
+    "partitions",
     "keys",
 ]
 

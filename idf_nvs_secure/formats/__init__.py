@@ -1,0 +1,1 @@
+"""On-flash formats: one pure module per binary layout (bytes in, bytes out)."""

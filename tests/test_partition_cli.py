@@ -1,0 +1,150 @@
+"""``idf-nvs-secure partitions`` in-process: exit codes, files, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from idf_nvs_secure.cli import cli
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "partition_tables"
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, ["partitions", *map(str, args)])
+
+
+def assert_user_error(result, location: str):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"error: {location}"), lines
+    assert [line for line in lines if line.startswith("error: ")] == [lines[0]]
+    assert all(line.startswith("hint: ") for line in lines[1:]), lines
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    shutil.copytree(GOLDEN, tmp_path / "golden")
+    return tmp_path
+
+
+@pytest.mark.parametrize("stem", ["01_single_app_encrypted_nvs", "05_table_offset_0x10000",
+                                  "08_negative_size_fill"])
+def test_build_writes_golden_bin_and_csv(work, stem):
+    offset = "0x10000" if stem.startswith("05") else "0x8000"
+    out, csv = work / "out" / "t.bin", work / "t.csv"
+    result = run("build", work / "golden" / f"{stem}.csv", "-o", out, "--csv", csv,
+                 "--offset", offset, "--flash-size", "4MB")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == (GOLDEN / f"{stem}.bin").read_bytes()
+    assert csv.read_text() == (GOLDEN / f"{stem}.roundtrip.csv").read_text()
+    assert "wrote" in result.stdout
+
+
+def test_build_without_md5(work):
+    out = work / "t.bin"
+    result = run("build", work / "golden" / "02_two_ota_encrypted_nvs.csv", "-o", out, "--no-md5")
+    assert result.exit_code == 0
+    assert b"\xeb\xeb" not in out.read_bytes()
+
+
+@pytest.mark.parametrize("name, line, extra", [
+    ("app_misaligned.csv", 2, []),
+    ("overlap.csv", 2, []),
+    ("unknown_subtype.csv", "1:12", []),
+    ("too_big_for_2MB.csv", 1, ["--flash-size", "2MB"]),
+])
+def test_build_rejects_invalid_and_writes_nothing(work, name, line, extra):
+    source = work / "golden" / "invalid" / name
+    out, csv = work / "out.bin", work / "out.csv"
+    result = run("build", source, "-o", out, "--csv", csv, *extra)
+    assert_user_error(result, f"{source}:{line}: partition '")
+    assert not out.exists() and not csv.exists()
+    assert sorted(p.name for p in work.iterdir()) == ["golden"]  # no temporary files either
+
+
+def test_build_rejects_bin_input(work):
+    out = work / "out.bin"
+    result = run("build", work / "golden" / "01_single_app_encrypted_nvs.bin", "-o", out)
+    assert_user_error(result, f"{work / 'golden' / '01_single_app_encrypted_nvs.bin'}: ")
+    assert "already built" in result.stderr and not out.exists()
+
+
+def test_build_missing_input(work):
+    result = run("build", work / "nope.csv", "-o", work / "out.bin")
+    assert_user_error(result, f"{work / 'nope.csv'}: no such file")
+
+
+def test_build_bad_flash_size(work):
+    result = run("build", work / "golden" / "01_single_app_encrypted_nvs.csv",
+                 "-o", work / "o.bin", "--flash-size", "huge")
+    assert_user_error(result, "invalid flash size 'huge'")
+    assert not (work / "o.bin").exists()
+
+
+def test_build_too_many_partitions_names_the_file(work):
+    rows = "".join(f"p{i}, data, fat, , 4K\n" for i in range(95))
+    source = work / "many.csv"
+    source.write_text(rows)
+    result = run("build", source, "-o", work / "o.bin")
+    assert_user_error(result, f"{source}: 95 partitions do not fit")
+    assert run("build", source, "-o", work / "o.bin", "--no-md5").exit_code == 0
+
+
+def test_bad_offset_option_is_a_usage_error(work):
+    result = run("build", work / "golden" / "01_single_app_encrypted_nvs.csv",
+                 "-o", work / "o.bin", "--offset", "eight")
+    assert result.exit_code == 2 and "not a number" in result.output
+
+
+def test_show_text(work):
+    result = run("show", work / "golden" / "03_units_and_flags.csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Partition table at 0x8000, 9 partitions, ending at 0x3f2000"
+    assert lines[1].split() == ["Name", "Type", "SubType", "Offset", "Size", "Flags"]
+    assert lines[3].split() == ["fctry", "data", "nvs", "0xf000", "0x3000", "(12", "KB)",
+                                "readonly"]
+
+
+@pytest.mark.parametrize("stem", ["04_custom_types", "05_table_offset_0x10000"])
+def test_show_json_same_for_csv_and_bin(work, stem):
+    offset = ["--offset", "0x10000"] if stem.startswith("05") else []
+    from_csv = run("show", work / "golden" / f"{stem}.csv", "--json", *offset)
+    from_bin = run("show", work / "golden" / f"{stem}.bin", "--json", *offset)
+    assert from_csv.exit_code == from_bin.exit_code == 0, from_csv.output + from_bin.output
+    data = json.loads(from_csv.stdout)
+    assert data == json.loads(from_bin.stdout)
+    if stem.startswith("04"):
+        assert data["table_offset"] == 0x8000
+        assert data["partitions"][0] == {"name": "nvs", "type": "data", "subtype": "nvs",
+                                         "offset": 0x9000, "size": 0x6000, "flags": []}
+        assert data["partitions"][4] == {"name": "custom", "type": 64, "subtype": 1,
+                                         "offset": 0x190000, "size": 0x4000, "flags": []}
+    else:
+        assert data["table_offset"] == 0x10000
+        assert data["partitions"][1]["flags"] == ["encrypted"]
+
+
+def test_show_corrupt_bin(work):
+    blob = bytearray((GOLDEN / "01_single_app_encrypted_nvs.bin").read_bytes())
+    blob[40] ^= 0xFF
+    source = work / "bad.bin"
+    source.write_bytes(bytes(blob))
+    result = run("show", source)
+    assert_user_error(result, f"{source}: record 4: MD5 mismatch")
+
+
+def test_show_bin_checks_flash_size(work):
+    result = run("show", work / "golden" / "06_many_ota.bin", "--flash-size", "4MB")
+    assert_user_error(result, f"{work / 'golden' / '06_many_ota.bin'}: partition 'ota_3'")
+
+
+def test_show_invalid_csv(work):
+    source = work / "golden" / "invalid" / "duplicate_name.csv"
+    assert_user_error(run("show", source), f"{source}:2: partition 'nvs'")
