@@ -26,6 +26,7 @@ __all__ = ["cli", "main"]
 COMMAND_MODULES = [
     "partitions",
     "keys",
+    "detect",
 ]
 
 
