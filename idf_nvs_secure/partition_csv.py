@@ -208,9 +208,9 @@ def _row_to_spec(fields: list[tuple[str, int]], filename: str, number: int) -> P
             kind = type_text.lower() if type_text.lower() in TYPES else f"type {type_text}"
             known = ", ".join(names) if names else "none (custom type)"
             raise fail(f"unknown {kind} subtype {sub_text!r}", sub_col,
-                       f"known {kind} subtypes: {known}; or a number 0x00-0xFE")
-        if not 0 <= parsed <= MAX_TYPE:
-            raise fail(f"subtype {sub_text} is out of range (0x00-0xFE)", sub_col)
+                       f"known {kind} subtypes: {known}; or a number 0x00-0xFF")
+        if not 0 <= parsed <= 0xFF:  # data/0xff is used by ESP-IDF's own examples
+            raise fail(f"subtype {sub_text} is out of range (0x00-0xFF)", sub_col)
         subtype = parsed
 
     fixed_size = ptype in (BOOTLOADER_TYPE, PARTITION_TABLE_TYPE)

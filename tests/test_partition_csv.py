@@ -9,7 +9,7 @@ import pytest
 from idf_nvs_secure.errors import CapacityError, InputError
 from idf_nvs_secure.formats.partition_table import (
     APP_TYPE, BOOTLOADER_TYPE, DATA_TYPE, PARTITION_TABLE_TYPE, TEE_OTA_SUBTYPE,
-    UNDEFINED_SUBTYPE, Partition, build_partition_table,
+    UNDEFINED_SUBTYPE, Partition, build_partition_table, parse_partition_table,
 )
 from idf_nvs_secure.partition_csv import (
     PartitionSpec, parse_partition_csv, parse_partition_csv_specs, parse_partition_specs,
@@ -321,3 +321,11 @@ def test_parse_partition_specs_by_extension():
     assert info.value.file == "t.bin" and "partitions show" in info.value.hint
     with pytest.raises(InputError, match="unknown partition source type '.txt'"):
         parse_partition_specs("", filename="t.txt")
+
+
+def test_data_subtype_0xff_is_accepted_as_gen_esp32part_does():
+    # ESP-IDF's flash-encryption example declares a raw data partition with subtype 0xff;
+    # only *type* 0xff is reserved (the end-of-table marker).
+    table = parse_partition_csv("nvs, data, nvs, , 0x6000,\nstorage, data, 0xff, , 0x1000, encrypted\n")
+    assert table.find("storage").subtype == 0xFF and table.find("storage").encrypted
+    assert parse_partition_table(build_partition_table(table)) == table

@@ -422,9 +422,12 @@ def _check_partition(part: Partition) -> tuple[str, str | None] | None:
                 f"shorten it to at most {MAX_NAME_LEN} bytes")
     if re.search(r"[\x00-\x1f\x7f]", part.name):
         return "the name contains a control character", None
-    for what, value in (("type", part.type), ("subtype", part.subtype)):
-        if not 0 <= value <= MAX_TYPE:
-            return f"{what} 0x{value:x} is out of range (0x00-0xFE)", None
+    if not 0 <= part.type <= MAX_TYPE:
+        return f"type 0x{part.type:x} is out of range (0x00-0xFE)", None
+    # A subtype may be 0xFF (ESP-IDF's examples/security/flash_encryption uses data/0xff);
+    # only type 0xFF is reserved, as the end-of-table marker.
+    if not 0 <= part.subtype <= 0xFF:
+        return f"subtype 0x{part.subtype:x} is out of range (0x00-0xFF)", None
     if not 0 <= part.offset <= _MAX_U32:
         return f"offset 0x{part.offset:x} is out of range (32 bits)", None
     if part.size <= 0:
