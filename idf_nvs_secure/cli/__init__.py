@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "partitions",
     "keys",
     "detect",
+    "nvs",
 ]
 
 

@@ -1,0 +1,150 @@
+"""``idf-nvs-secure nvs``: build and dump NVS partition images (plain or encrypted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from ..errors import InputError, NvsSecureError
+from ..formats.nvs_image import (
+    MIN_READ_WRITE_SIZE,
+    PAGE_SIZE,
+    NvsEntry,
+    NvsImage,
+    build_nvs_image,
+    image_to_json,
+    parse_nvs_image,
+)
+from ..formats.nvs_keys import NvsKeys, parse_nvs_keys
+from ..fsutil import read_input_bytes, read_input_text, write_atomic
+from ..nvs_csv import parse_nvs_csv
+from ..partition_csv import parse_size
+
+
+def _load_csv(path: Path) -> list[NvsEntry]:
+    return parse_nvs_csv(read_input_text(path), filename=str(path), base_dir=path.parent)
+
+
+#: Values file suffix -> loader.  Add a loader here to accept another input format.
+VALUE_LOADERS: dict[str, Callable[[Path], list[NvsEntry]]] = {
+    ".csv": _load_csv,
+}
+
+
+def load_values(path: Path) -> list[NvsEntry]:
+    """Read a values file into entries, choosing the reader by the file's suffix."""
+    loader = VALUE_LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise InputError(
+            f"unsupported values file type {path.suffix or '(none)'!r}; expected "
+            + " or ".join(sorted(VALUE_LOADERS)),
+            file=str(path),
+        )
+    return loader(path)
+
+
+def _load_keys(path: Path) -> NvsKeys:
+    try:
+        return parse_nvs_keys(read_input_bytes(path))
+    except NvsSecureError as exc:
+        raise exc.located(str(path)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except InputError as exc:
+        raise InputError(f"--size: {exc.message}", hint=exc.hint) from None
+
+
+@click.group("nvs")
+def nvs_group() -> None:
+    """Build and inspect NVS partition images (ESP-IDF nvs_partition_gen.py compatible)."""
+
+
+@nvs_group.command("build")
+@click.argument("values", type=click.Path(path_type=Path))
+@click.option("--size", "size_text", required=True,
+              help="Partition size in bytes: decimal, 0x hex, or with K/M (0x6000, 24K).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Image file to write.")
+@click.option("--keys", "keys_path", type=click.Path(path_type=Path),
+              help="nvs_keys partition image: encrypt the entries with its keys.")
+@click.option("--format-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="NVS format: 2 = multi-page blobs (ESP-IDF >= v4.0), 1 = single-page blobs.")
+def build_cmd(values: Path, size_text: str, output: Path, keys_path: Path | None,
+              format_version: str) -> None:
+    """Build an NVS partition image from VALUES (the nvs_partition_gen.py CSV format)."""
+    size = _size(size_text)
+    keys = _load_keys(keys_path) if keys_path is not None else None
+    entries = load_values(values)
+    image = build_nvs_image(entries, size, version=int(format_version), keys=keys)
+    write_atomic(output, image)
+    pages = size // PAGE_SIZE
+    used = sum(1 for page in range(pages)
+               if image[page * PAGE_SIZE: page * PAGE_SIZE + 4] != b"\xff\xff\xff\xff")
+    how = f"encrypted with keys {keys.fingerprint}" if keys is not None else "not encrypted"
+    layout = " (read-only NVS layout: under 0x3000 bytes)" if size < MIN_READ_WRITE_SIZE else ""
+    click.echo(f"wrote {output}: {len(entries)} entries, {used} of {pages} pages used{layout}, "
+               f"format version {format_version}, {how}")
+
+
+def _shorten(value: object, limit: int = 48) -> str:
+    if isinstance(value, bytes):
+        text = value.hex()
+        more = f"... ({len(value)} bytes)" if len(text) > limit else f" ({len(value)} bytes)"
+        return text[:limit] + more
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        if len(text) > limit:
+            return text[:limit] + f'..." ({len(value.encode("utf-8"))} bytes)'
+        return text
+    return repr(value)
+
+
+def _listing(image: NvsImage, name: str) -> str:
+    initialised = [p for p in image.pages if p.state != "UNINITIALIZED"]
+    version = f", format version {image.version}" if image.version else ""
+    lines = [f"{name}: {len(image.pages)} pages ({len(initialised)} in use){version}, "
+             f"{'decrypted' if image.encrypted else 'plain'}"]
+    by_namespace: dict[str, list] = {ns: [] for ns in image.namespaces}
+    for item in image.entries:
+        by_namespace.setdefault(item.namespace, []).append(item)
+    for namespace, items in by_namespace.items():
+        lines.append(f"namespace {namespace}")
+        width = max((len(item.key) for item in items), default=0)
+        for item in items:
+            lines.append(f"  {item.key:<{width}}  {item.type:<6}  {_shorten(item.value)}")
+    return "\n".join(lines)
+
+
+@nvs_group.command("dump")
+@click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
+@click.option("--keys", "keys_path", type=click.Path(path_type=Path),
+              help="nvs_keys partition image to decrypt the entries with.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {namespace: {key: {"type": ..., "value": ...}}} (blobs as hex).')
+@click.pass_context
+def dump_cmd(ctx: click.Context, image_path: Path, keys_path: Path | None,
+             as_json: bool) -> None:
+    """Show the entries of an NVS image; problems go to stderr (exit 1 if any)."""
+    keys = _load_keys(keys_path) if keys_path is not None else None
+    data = read_input_bytes(image_path)
+    try:
+        image = parse_nvs_image(data, keys=keys)
+    except NvsSecureError as exc:
+        raise exc.located(str(image_path)) from None
+    if as_json:
+        click.echo(json.dumps(image_to_json(image), indent=2, ensure_ascii=False))
+    else:
+        click.echo(_listing(image, str(image_path)))
+    for problem in image.problems:
+        click.echo(f"problem: {image_path}: {problem}", err=True)
+    if image.problems:
+        ctx.exit(1)
+
+
+commands = [nvs_group]
