@@ -24,15 +24,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# The example's Wi-Fi password comes from the environment (never the repository);
+# the demo supplies a placeholder. Its keys derive from the project's documented
+# development master secret unless NVS_MASTER_SECRET is set.
+export EXAMPLE_WIFI_PASSWORD ?= demo-only-wifi-password
+
 demo: $(VENV)/.installed
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(TOOL) partitions build example_project/partitions.csv -o $(DEMO)/partition-table.bin --csv $(DEMO)/partitions.csv
-	$(TOOL) partitions show $(DEMO)/partition-table.bin
-	$(TOOL) keys generate -o $(DEMO)/nvs_keys.bin
-	$(TOOL) keys show $(DEMO)/nvs_keys.bin
-	$(TOOL) nvs build example_project/nvs_values.csv --size 0x6000 --keys $(DEMO)/nvs_keys.bin -o $(DEMO)/nvs.bin
-	$(TOOL) nvs dump $(DEMO)/nvs.bin --keys $(DEMO)/nvs_keys.bin
-	@echo "demo: artifacts are in $(DEMO)/"
+	$(TOOL) detect example_project
+	$(TOOL) build example_project --product basic -o $(DEMO)/basic
+	$(TOOL) build example_project --product pro -o $(DEMO)/pro
+	$(TOOL) partitions show $(DEMO)/pro/partition-table.bin --offset 0xd000
+	$(TOOL) nvs dump $(DEMO)/pro/nvs.bin --keys $(DEMO)/pro/nvs_keys.bin
+	@echo "demo: artifacts are in $(DEMO)/; with ESP-IDF, run 'idf.py build flash' in example_project/"
 
 clean:
 	rm -rf out $(VENV) *.egg-info

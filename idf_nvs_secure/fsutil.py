@@ -18,6 +18,7 @@ __all__ = [
     "refuse_key_overwrite",
     "read_input_bytes",
     "read_input_text",
+    "display_path",
 ]
 
 
@@ -85,3 +86,13 @@ def read_input_text(path: str | os.PathLike[str]) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from None
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a user would type it: relative to the working directory when inside
+    it, else as given."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)

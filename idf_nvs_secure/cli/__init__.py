@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "keys",
     "detect",
     "nvs",
+    "project",
 ]
 
 

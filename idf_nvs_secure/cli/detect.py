@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
+from ..artifacts import plan_for_project
 from ..plan import SecurityPlan, detect_plan
+from ..project import PROJECT_FILE, load_project
 
 __all__ = ["commands", "detect", "format_plan"]
 
@@ -78,14 +80,21 @@ def format_plan(plan: SecurityPlan) -> str:
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sdkconfig", "sdkconfig", type=click.Path(dir_okay=False, path_type=Path),
               help="Read this sdkconfig (or sdkconfig.json) instead of finding one.")
+@click.option("--product", help="With nvs_secure.yaml: the product to plan for.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.pass_context
-def detect(ctx: click.Context, project_dir: Path, sdkconfig: Path | None, as_json: bool) -> None:
+def detect(ctx: click.Context, project_dir: Path, sdkconfig: Path | None, product: str | None,
+           as_json: bool) -> None:
     """Read PROJECT_DIR's sdkconfig into an NVS security plan and check it.
 
-    Exits 1 when a diagnostic is an error.
+    When PROJECT_DIR has an nvs_secure.yaml, the plan also knows what it says: the
+    partition table it generates, which NVS partitions get values and where their keys
+    come from.  Exits 1 when a diagnostic is an error.
     """
-    plan = detect_plan(project_dir, sdkconfig=sdkconfig)
+    if (project_dir / PROJECT_FILE).is_file():
+        _, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+    else:
+        plan = detect_plan(project_dir, sdkconfig=sdkconfig)
     if as_json:
         click.echo(json.dumps(plan.to_json(), indent=2))
     else:

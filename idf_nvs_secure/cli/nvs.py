@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +24,8 @@ from ..formats.nvs_image import (
 from ..formats.nvs_keys import NvsKeys, parse_nvs_keys
 from ..fsutil import read_input_bytes, read_input_text, write_atomic
 from ..nvs_csv import parse_nvs_csv
+from ..nvs_yaml import format_nvs_values_yaml, load_nvs_values
+from ..schemas import schema_path
 from ..partition_csv import parse_size
 
 
@@ -28,9 +33,15 @@ def _load_csv(path: Path) -> list[NvsEntry]:
     return parse_nvs_csv(read_input_text(path), filename=str(path), base_dir=path.parent)
 
 
+def _load_yaml(path: Path) -> list[NvsEntry]:
+    return load_nvs_values([path], env=os.environ).entries
+
+
 #: Values file suffix -> loader.  Add a loader here to accept another input format.
 VALUE_LOADERS: dict[str, Callable[[Path], list[NvsEntry]]] = {
     ".csv": _load_csv,
+    ".yaml": _load_yaml,
+    ".yml": _load_yaml,
 }
 
 
@@ -77,7 +88,7 @@ def nvs_group() -> None:
               help="NVS format: 2 = multi-page blobs (ESP-IDF >= v4.0), 1 = single-page blobs.")
 def build_cmd(values: Path, size_text: str, output: Path, keys_path: Path | None,
               format_version: str) -> None:
-    """Build an NVS partition image from VALUES (the nvs_partition_gen.py CSV format)."""
+    """Build an NVS partition image from VALUES (values YAML, or nvs_partition_gen.py CSV)."""
     size = _size(size_text)
     keys = _load_keys(keys_path) if keys_path is not None else None
     entries = load_values(values)
@@ -145,6 +156,45 @@ def dump_cmd(ctx: click.Context, image_path: Path, keys_path: Path | None,
         click.echo(f"problem: {image_path}: {problem}", err=True)
     if image.problems:
         ctx.exit(1)
+
+
+def _csv_file_refs(text: str) -> dict[tuple[str, str], str]:
+    """(namespace, key) -> file path of the CSV's ``file`` rows, to keep them as files."""
+    refs: dict[tuple[str, str], str] = {}
+    namespace = ""
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) < 2 or row[0].startswith("#"):
+            continue
+        key, kind = row[0].strip(), row[1].strip()
+        if kind == "namespace":
+            namespace = key
+        elif kind == "file" and len(row) >= 4:
+            refs[(namespace, key)] = row[3].strip()
+    return refs
+
+
+@nvs_group.command("convert")
+@click.argument("source", metavar="VALUES.csv", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Values YAML to write.")
+def convert_cmd(source: Path, output: Path) -> None:
+    """Convert nvs_partition_gen.py CSV values into a values YAML file.
+
+    Entries keep their order and types; ``file`` rows stay file references (resolved
+    relative to the new YAML file), so ``nvs build`` gives the same image from both.
+    """
+    text = read_input_text(source)
+    entries = parse_nvs_csv(text, filename=str(source), base_dir=source.parent)
+    namespaces: dict[str, dict[str, NvsEntry]] = {}
+    for entry in entries:
+        namespaces.setdefault(entry.namespace, {})[entry.key] = entry
+    refs = {k: os.path.relpath(source.parent / path, output.parent or Path("."))
+            for k, path in _csv_file_refs(text).items()}
+    yaml_text = format_nvs_values_yaml(
+        namespaces, files=refs,
+        schema_line=f"# yaml-language-server: $schema={schema_path('nvs_values')}")
+    write_atomic(output, yaml_text.encode("utf-8"))
+    click.echo(f"wrote {output} ({len(entries)} entries in {len(namespaces)} namespaces)")
 
 
 commands = [nvs_group]

@@ -13,7 +13,11 @@ from ..formats.partition_table import (
     parse_flash_size, parse_partition_table, validate_partition_table,
 )
 from ..fsutil import read_input_bytes, read_input_text, write_atomic
-from ..partition_csv import format_partition_csv, partition_spec_reader, place_partitions
+from ..partition_csv import (
+    format_partition_csv, partition_spec_reader, place_partitions,
+)
+from ..partitions_yaml import format_partitions_yaml, read_partition_source
+from ..schemas import schema_path
 
 
 class _AnyInt(click.ParamType):
@@ -60,6 +64,9 @@ def _load(path: Path, offset: int | None, flash_size: str | None,
             raise exc.located(file=str(path)) from None
         return table
     reader = partition_spec_reader(str(path))  # before reading: a .bin is not text
+    if path.suffix.lower() in (".yaml", ".yml"):  # the file may carry offset and flash size
+        return read_partition_source(read_input_text(path), str(path), table_offset=offset,
+                                     flash_size=size).table
     specs = reader(read_input_text(path), filename=str(path))
     return place_partitions(specs, table_offset=DEFAULT_TABLE_OFFSET if offset is None else offset,
                             flash_size=size, primary_bootloader_offset=primary_bootloader_offset,
@@ -78,11 +85,11 @@ def partitions_group() -> None:
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path),
               help="Also write the canonical CSV (as gen_esp32part.py writes it from the .bin).")
 @click.option("--no-md5", is_flag=True, help="Leave out the MD5 entry (CONFIG_PARTITION_TABLE_MD5=n).")
-@_location_options(DEFAULT_TABLE_OFFSET)
-def build_cmd(source: Path, output: Path, csv_out: Path | None, no_md5: bool, offset: int,
+@_location_options(None)
+def build_cmd(source: Path, output: Path, csv_out: Path | None, no_md5: bool, offset: int | None,
               flash_size: str | None, primary_bootloader_offset: int | None,
               recovery_bootloader_offset: int | None) -> None:
-    """Build the binary partition table from INPUT (.csv), byte-exact with ESP-IDF.
+    """Build the binary partition table from INPUT (.csv or .yaml), byte-exact with ESP-IDF.
 
     Nothing is written unless the whole table is valid.
     """
@@ -135,6 +142,35 @@ def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | 
     table = _load(source, offset, flash_size, primary_bootloader_offset,
                   recovery_bootloader_offset, allow_bin=True)
     click.echo(json.dumps(_as_json(table), indent=2) if as_json else _as_text(table))
+
+
+@partitions_group.command("convert")
+@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="partitions.yaml or .csv to write (the other kind than INPUT).")
+@click.option("--offset", type=_AnyInt(), default=None,
+              help="Table offset to record (CSV to YAML); default 0x8000.")
+@click.option("--flash-size", help="Flash size to record in the YAML, e.g. 4MB.")
+def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str | None) -> None:
+    """Convert between an ESP-IDF partitions CSV and partitions.yaml, losslessly.
+
+    CSV to YAML keeps the rows as written (offsets left empty stay automatic); YAML to
+    CSV writes the placed table as gen_esp32part.py would.  Both give the same binary.
+    """
+    size = parse_flash_size(flash_size) if flash_size else None
+    parsed = read_partition_source(read_input_text(source), str(source), table_offset=offset,
+                                   flash_size=size)
+    if output.suffix.lower() in (".yaml", ".yml"):
+        text = format_partitions_yaml(
+            parsed.specs, table_offset=parsed.table.offset, flash_size=parsed.flash_size,
+            nvs_keys_for=parsed.nvs_keys_for,
+            schema_line=f"# yaml-language-server: $schema={schema_path('partitions')}")
+    elif output.suffix.lower() == ".csv":
+        text = format_partition_csv(parsed.table)
+    else:
+        raise NvsSecureError("output must end in .yaml, .yml or .csv", file=str(output))
+    write_atomic(output, text.encode("utf-8"))
+    click.echo(f"wrote {output} ({len(parsed.table.partitions)} partitions)")
 
 
 commands = [partitions_group]
