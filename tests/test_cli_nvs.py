@@ -136,9 +136,9 @@ def test_dump_listing(work):
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "namespace device" in out and "namespace certs" in out
-    assert 'serial      string  "SN-000814"' in out
-    assert "u64_max     u64     18446744073709551615" in out
-    assert "(10000 bytes)" in out and "(3900 bytes)" in out  # long values shortened
+    assert "    serial      string   10 B  'SN-000814'" in out
+    assert "    u64_max     u64       8 B  18446744073709551615" in out
+    assert "(10000 bytes)" in out and "3901 B  'xxxx" in out and "x…'" in out  # shortened
     assert max(len(line) for line in out.splitlines()) < 120
     assert result.stderr == ""
 

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "detect",
     "nvs",
     "project",
+    "inspect",
 ]
 
 

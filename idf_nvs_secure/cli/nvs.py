@@ -133,27 +133,38 @@ def _listing(image: NvsImage, name: str) -> str:
 
 
 @nvs_group.command("dump")
-@click.argument("image_path", metavar="IMAGE", type=click.Path(path_type=Path))
+@click.argument("image_path", metavar="IMAGE", required=False, type=click.Path(path_type=Path))
 @click.option("--keys", "keys_path", type=click.Path(path_type=Path),
               help="nvs_keys partition image to decrypt the entries with.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {namespace: {key: {"type": ..., "value": ...}}} (blobs as hex).')
+@click.option("--pages", is_flag=True,
+              help="Also show each page: state, sequence number, used/erased/free entries.")
+@click.option("--flash", type=click.Path(path_type=Path),
+              help="Read the NVS partition out of a whole flash dump instead of IMAGE.")
+@click.option("--table-offset", default="0x8000", show_default=True,
+              help="Flash offset of the partition table in the dump.")
+@click.option("--partition", "partition_name",
+              help="NVS partition to read from the dump (default: nvs, or the only one).")
 @click.pass_context
-def dump_cmd(ctx: click.Context, image_path: Path, keys_path: Path | None,
-             as_json: bool) -> None:
-    """Show the entries of an NVS image; problems go to stderr (exit 1 if any)."""
-    keys = _load_keys(keys_path) if keys_path is not None else None
-    data = read_input_bytes(image_path)
+def dump_cmd(ctx: click.Context, image_path: Path | None, keys_path: Path | None,
+             as_json: bool, pages: bool, flash: Path | None, table_offset: str,
+             partition_name: str | None) -> None:
+    """Show the entries of an NVS image as a tree; problems go to stderr (exit 1 if any)."""
+    from .inspect import echo_tree, read_nvs_input
+
+    label, data, keys = read_nvs_input(image_path, keys_path, flash, _size(table_offset),
+                                       partition_name)
     try:
         image = parse_nvs_image(data, keys=keys)
     except NvsSecureError as exc:
-        raise exc.located(str(image_path)) from None
+        raise exc.located(label) from None
     if as_json:
         click.echo(json.dumps(image_to_json(image), indent=2, ensure_ascii=False))
     else:
-        click.echo(_listing(image, str(image_path)))
+        echo_tree(image, _listing(image, label).splitlines()[0], pages=pages)
     for problem in image.problems:
-        click.echo(f"problem: {image_path}: {problem}", err=True)
+        click.echo(f"problem: {label}: {problem}", err=True)
     if image.problems:
         ctx.exit(1)
 

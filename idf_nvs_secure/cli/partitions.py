@@ -132,9 +132,12 @@ def _as_text(table: PartitionTable) -> str:
                    'str|int, "subtype": str|int, "offset": int, "size": int, "flags": [str]}]}; '
                    "type and subtype are names where ESP-IDF has one, else numbers; offset and "
                    "size in bytes; flags from encrypted, readonly.")
+@click.option("--svg", "svg_out", type=click.Path(path_type=Path),
+              help="Also draw the flash map to scale as an SVG file.")
 @_location_options(None)
 def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | None,
-             primary_bootloader_offset: int | None, recovery_bootloader_offset: int | None) -> None:
+             primary_bootloader_offset: int | None, recovery_bootloader_offset: int | None,
+             svg_out: Path | None = None) -> None:
     """Show the partitions of INPUT: a source (.csv) placed as for a build, or a built .bin.
 
     Errors in INPUT are reported as for a build; --flash-size also checks the fit.
@@ -142,6 +145,12 @@ def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | 
     table = _load(source, offset, flash_size, primary_bootloader_offset,
                   recovery_bootloader_offset, allow_bin=True)
     click.echo(json.dumps(_as_json(table), indent=2) if as_json else _as_text(table))
+    if svg_out is not None:
+        from ..flashmap import layout_flash_map, render_flash_map_svg
+
+        size = parse_flash_size(flash_size) if flash_size else None
+        flash_map = layout_flash_map(table, flash_size=size, title=f"Flash map: {source.name}")
+        write_atomic(svg_out, render_flash_map_svg(flash_map).encode("utf-8"))
 
 
 @partitions_group.command("convert")
