@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import kconfiglib
+from ._kconfiglib import kconfiglib
 
 from .chips import CHIPS, DEFAULT_TARGET, SOC_SYMBOLS, get_chip, soc_symbols
 from .errors import InputError

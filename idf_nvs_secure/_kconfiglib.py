@@ -1,0 +1,47 @@
+"""The real kconfiglib, even inside ESP-IDF's own Python environment.
+
+esp-idf-kconfig 3.x installs a ``kconfiglib/`` package that only re-exports its fork
+(``from esp_kconfiglib import *``) and lacks parts of kconfiglib's API (``escape``).
+A package shadows a module of the same name, so in ESP-IDF's venv ``import kconfiglib``
+gives that shim even though the kconfiglib distribution's ``kconfiglib.py`` sits right
+beside it.  When that happens, load the distribution's own file under a private name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from importlib import metadata
+from types import ModuleType
+
+__all__ = ["kconfiglib"]
+
+_PRIVATE_NAME = "_idf_nvs_secure_kconfiglib"
+
+
+def _is_real(module: ModuleType) -> bool:
+    return (str(getattr(module, "__file__", "")).endswith("kconfiglib.py")
+            and all(hasattr(module, name) for name in ("Kconfig", "escape", "unescape")))
+
+
+def _load() -> ModuleType:
+    try:
+        module = importlib.import_module("kconfiglib")
+        if _is_real(module):
+            return module
+    except ImportError:
+        pass
+    if _PRIVATE_NAME in sys.modules:
+        return sys.modules[_PRIVATE_NAME]
+    path = metadata.distribution("kconfiglib").locate_file("kconfiglib.py")
+    spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, str(path))
+    if spec is None or spec.loader is None:  # pragma: no cover - a broken install
+        raise ImportError(f"cannot load kconfiglib from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_PRIVATE_NAME] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+kconfiglib = _load()

@@ -1,0 +1,28 @@
+"""Inside ESP-IDF's venv, esp-idf-kconfig's 'kconfiglib' shim package shadows the real
+kconfiglib.py; the plan must still load the real one (found while building with ESP-IDF)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_real_kconfiglib_is_loaded_when_a_shim_package_shadows_it(tmp_path):
+    shim = tmp_path / "kconfiglib"
+    shim.mkdir()
+    (shim / "__init__.py").write_text("# like esp-idf-kconfig's shim: no escape()\nKconfig = object\n")
+    code = textwrap.dedent("""
+        import sys
+        import kconfiglib as shadow
+        assert not hasattr(shadow, "escape"), "the shim should shadow kconfiglib here"
+        from idf_nvs_secure._kconfiglib import kconfiglib
+        assert kconfiglib.__file__.endswith("kconfiglib.py"), kconfiglib.__file__
+        assert hasattr(kconfiglib, "escape") and hasattr(kconfiglib, "Kconfig")
+        from idf_nvs_secure.sdkconfig import read_config  # the module that needs it
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
