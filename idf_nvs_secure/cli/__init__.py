@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "nvs",
     "project",
     "inspect",
+    "cmake",
 ]
 
 
