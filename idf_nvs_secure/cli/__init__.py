@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "project",
     "inspect",
     "cmake",
+    "release",
 ]
 
 
