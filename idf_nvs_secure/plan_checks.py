@@ -86,9 +86,24 @@ class _Ctx:
     intent: PlanIntent
 
     def asked(self, name: str, value: str = "y") -> Assignment | None:
-        """The assignment of ``name`` when the files set it to ``value``."""
-        item = self.config.requested.get(name)
-        return item if item is not None and item.value == value else None
+        """The assignment of ``name`` when the files set it to ``value``.
+
+        Selecting a choice member (``=y``) counts only while no other member of the same
+        choice is selected after it: a later defaults file (``sdkconfig.defaults.<target>``)
+        overrides an earlier one's choice, as ESP-IDF applies them in order.
+        """
+        requested = self.config.requested
+        item = requested.get(name)
+        if item is None or item.value != value:
+            return None
+        choice = self.config.choices.get(name)
+        if choice and value == "y":
+            order = list(requested)
+            later = order[order.index(name) + 1:]
+            if any(self.config.choices.get(other) == choice and requested[other].value == "y"
+                   for other in later):
+                return None
+        return item
 
 
 def _diag(severity: str, code: str, message: str, where: Assignment | None = None) -> Diagnostic:

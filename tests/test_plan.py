@@ -305,3 +305,21 @@ def test_diagnostics_json_has_severity_code_message() -> None:
     assert {"severity", "code", "message"} <= set(data["diagnostics"][0])
     order = [d["severity"] for d in data["diagnostics"]]
     assert order == sorted(order, key=["error", "warning", "info"].index)
+
+
+def test_a_later_defaults_file_overrides_an_earlier_choice_without_a_diagnostic(tmp_path):
+    # sdkconfig.defaults asks for the flash-encryption scheme; sdkconfig.defaults.esp32c3
+    # selects HMAC instead: ESP-IDF applies them in order, so nothing is wrong.
+    (tmp_path / "sdkconfig.defaults").write_text(
+        "CONFIG_SECURE_FLASH_ENC_ENABLED=y\nCONFIG_NVS_ENCRYPTION=y\n"
+        "CONFIG_NVS_SEC_KEY_PROTECT_USING_FLASH_ENC=y\n")
+    (tmp_path / "sdkconfig.defaults.esp32c3").write_text(
+        "CONFIG_SECURE_FLASH_ENC_ENABLED=n\nCONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC=y\n"
+        "CONFIG_NVS_SEC_HMAC_EFUSE_KEY_ID=1\n")
+    plan = detect_plan(tmp_path, env={"IDF_TARGET": "esp32c3"})
+    assert plan.scheme == "hmac"
+    assert "flash-enc-scheme-without-flash-encryption" not in {d.code for d in plan.diagnostics}
+    # the same request alone is still reported
+    (tmp_path / "sdkconfig.defaults.esp32c3").write_text("CONFIG_SECURE_FLASH_ENC_ENABLED=n\n")
+    plan = detect_plan(tmp_path, env={"IDF_TARGET": "esp32c3"})
+    assert "flash-enc-scheme-without-flash-encryption" in {d.code for d in plan.diagnostics}
