@@ -106,6 +106,7 @@ static void read_device(void)
     float temp_scale = 1.0f;
 
     log_string(h, "device", "model", false);
+    log_string(h, "device", "serial", false);  /* per device: from devices.csv (batch) */
     if (got(nvs_get_u8(h, "hw_rev", &hw_rev), "device", "hw_rev")) {
         ESP_LOGI(TAG, "device.hw_rev = %u", hw_rev);
     }

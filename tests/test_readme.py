@@ -1,0 +1,122 @@
+"""Every command the README shows is run here, so the README cannot drift from the code.
+
+Fenced blocks marked ``sh`` are run line by line (``# comments`` stripped) in a scratch
+copy of the example project; ``make test`` is what runs this suite, so it is only
+checked to exist, and ``make demo`` runs with its output in the scratch directory.
+Lines that start with ``idf.py`` need ESP-IDF, which CI does not have: each of those
+must name an ESP-IDF command or one our idf.py extension registers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+BIN = Path(sys.executable).parent
+
+#: ESP-IDF's own idf.py commands the README may show.
+IDF_PY_COMMANDS = {"build", "flash", "monitor", "set-target", "menuconfig", "reconfigure",
+                   "encrypted-flash", "erase-flash", "--help", "fullclean"}
+
+
+def readme_commands(info: str = "sh") -> list[str]:
+    """The command lines of the README's fenced blocks whose info string is ``info``."""
+    blocks = re.findall(rf"^```{info}\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+    lines = []
+    for block in blocks:
+        for line in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+COMMANDS = readme_commands()
+#: Blocks marked ``sh idf`` run in an ESP-IDF environment, which CI does not have.
+IDF_COMMANDS = readme_commands("sh idf")
+
+
+def test_readme_shows_the_two_commands():
+    assert "make demo" in COMMANDS and "make test" in COMMANDS
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """A directory holding a copy of example_project and the CSV files the migration
+    section converts."""
+    root = tmp_path_factory.mktemp("readme")
+    shutil.copytree(REPO / "example_project", root / "example_project",
+                    ignore=shutil.ignore_patterns("build", "sdkconfig", "out", "partitions.csv"))
+    (root / "partitions.csv").write_text(
+        "# Name, Type, SubType, Offset, Size, Flags\n"
+        "nvs, data, nvs, , 0x6000,\nnvs_keys, data, nvs_keys, , 0x1000, encrypted\n"
+        "factory, app, factory, , 1M,\n")
+    (root / "values.csv").write_text(
+        "key,type,encoding,value\ndevice,namespace,,\nserial,data,string,SN-1\n"
+        "boots,data,u32,7\n")
+    return root
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("EXAMPLE_WIFI_PASSWORD", "readme-test-password")
+    env.pop("NVS_MASTER_SECRET", None)
+    return env
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS
+                                     if not c.startswith(("make ", "idf.py"))])
+def test_readme_command_runs(scratch, command):
+    result = subprocess.run(command, shell=True, cwd=scratch, env=_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+
+
+def test_esp_idf_blocks_hold_only_what_this_suite_can_check():
+    assert IDF_COMMANDS, "the README shows how to use the plugin with idf.py"
+    for command in IDF_COMMANDS:
+        assert command.startswith(("idf.py ", "python -m pip install ")), command
+
+
+def test_readme_install_line_installs_this_package():
+    [line] = [c for c in IDF_COMMANDS if c.startswith("python -m pip install")]
+    assert line.split()[-1].rstrip("/").endswith("idf_nvs_secure")
+    assert re.search(r'^name = "idf-nvs-secure"$', (REPO / "pyproject.toml").read_text(), re.M)
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS + IDF_COMMANDS
+                                     if c.startswith("idf.py")])
+def test_readme_idf_py_commands_exist(command):
+    from idf_nvs_secure.idf_ext import action_extensions
+
+    ours = set(action_extensions({}, str(REPO / "example_project"))["actions"])
+    words = [w for w in shlex.split(command)[1:] if not w.startswith("-")]
+    assert words, command
+    for word in words:
+        if word in IDF_PY_COMMANDS or word in ours:
+            continue
+        assert word.startswith(("-D", "esp32")), \
+            f"{command}: '{word}' is neither an ESP-IDF nor an idf_nvs_secure idf.py command"
+
+
+def test_make_demo_runs(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = BIN.parent
+    result = subprocess.run(["make", "-C", str(REPO), "demo", f"DEMO={tmp_path / 'demo'}",
+                             f"VENV={venv}"], env=_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "demo").is_dir()
