@@ -87,7 +87,7 @@ def read_master_secret(spec: SecretSpec, *, env: Mapping[str, str] | None = None
     elif spec.development_default is not None:
         if release:
             raise KeyMaterialError(
-                f"refusing the development default master secret in a release"
+                "refusing the development default master secret in a release"
                 + (f" ({spec.env} is not set)" if spec.env else ""),
                 file=spec.where, hint=f"set {spec.env} or pass --master-secret-file FILE"
                 if spec.env else "pass --master-secret-file FILE")

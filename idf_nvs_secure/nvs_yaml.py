@@ -148,7 +148,7 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
         spec = {"type": "string", "value": spec}
     elif isinstance(spec, (int, float)):
         if base is None or base.type not in _INT_TYPES | _FLOAT_TYPES:
-            raise doc.error(path, f"a number needs an explicit type",
+            raise doc.error(path, "a number needs an explicit type",
                             hint=f"write {{type: u32, value: {spec}}} (or i8..u64, float, double)")
         spec = {"type": base.type, "value": spec}
     type_ = spec.get("type") or (base.type if base is not None else None)

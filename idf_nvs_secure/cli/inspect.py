@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError, KeyMaterialError, NvsSecureError
-from ..formats.nvs_keys import NvsKeys, parse_nvs_keys
+from ..formats.nvs_keys import NvsKeys
 from ..formats.nvs_reader import NvsImage, parse_nvs_image
 from ..formats.partition_table import DEFAULT_TABLE_OFFSET
 from ..fsutil import read_input_bytes
@@ -20,30 +20,7 @@ from ..inspect import (
 )
 
 from .nvs import nvs_group  # the group is owned by cli/nvs.py
-
-
-class _AnyInt(click.ParamType):
-    """An integer in decimal or 0x hex."""
-
-    name = "int"
-
-    def convert(self, value, param, ctx):  # noqa: D102
-        if isinstance(value, int):
-            return value
-        try:
-            return int(value, 0)
-        except ValueError:
-            self.fail(f"{value!r} is not a number (decimal or 0x hex)", param, ctx)
-
-
-def load_keys(path: Path | None) -> NvsKeys | None:
-    """The keys in an nvs_keys partition file, errors located at it (key bytes never shown)."""
-    if path is None:
-        return None
-    try:
-        return parse_nvs_keys(read_input_bytes(path))
-    except NvsSecureError as exc:
-        raise exc.located(file=str(path)) from None
+from .params import AnyInt, load_keys
 
 
 def flash_options(command):
@@ -51,7 +28,7 @@ def flash_options(command):
     for option in reversed([
         click.option("--flash", "flash", type=click.Path(path_type=Path),
                      help="Read the NVS partition out of a whole flash dump instead of IMAGE."),
-        click.option("--table-offset", type=_AnyInt(), default=DEFAULT_TABLE_OFFSET,
+        click.option("--table-offset", type=AnyInt(), default=DEFAULT_TABLE_OFFSET,
                      show_default="0x8000", help="Flash offset of the partition table in the dump."),
         click.option("--partition", "partition_name",
                      help="NVS partition to read from the dump (default: nvs, or the only one)."),

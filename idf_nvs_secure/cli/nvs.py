@@ -21,11 +21,11 @@ from ..formats.nvs_image import (
     image_to_json,
     parse_nvs_image,
 )
-from ..formats.nvs_keys import NvsKeys, parse_nvs_keys
-from ..fsutil import read_input_bytes, read_input_text, write_atomic
+from ..fsutil import read_input_text, write_atomic
 from ..nvs_csv import parse_nvs_csv
 from ..nvs_yaml import format_nvs_values_yaml, load_nvs_values
 from ..schemas import schema_path
+from .params import load_keys
 from ..partition_csv import parse_size
 
 
@@ -57,13 +57,6 @@ def load_values(path: Path) -> list[NvsEntry]:
     return loader(path)
 
 
-def _load_keys(path: Path) -> NvsKeys:
-    try:
-        return parse_nvs_keys(read_input_bytes(path))
-    except NvsSecureError as exc:
-        raise exc.located(str(path)) from None
-
-
 def _size(text: str) -> int:
     try:
         return parse_size(text)
@@ -90,7 +83,7 @@ def build_cmd(values: Path, size_text: str, output: Path, keys_path: Path | None
               format_version: str) -> None:
     """Build an NVS partition image from VALUES (values YAML, or nvs_partition_gen.py CSV)."""
     size = _size(size_text)
-    keys = _load_keys(keys_path) if keys_path is not None else None
+    keys = load_keys(keys_path)
     entries = load_values(values)
     image = build_nvs_image(entries, size, version=int(format_version), keys=keys)
     write_atomic(output, image)

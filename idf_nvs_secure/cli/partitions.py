@@ -18,32 +18,19 @@ from ..partition_csv import (
 )
 from ..partitions_yaml import format_partitions_yaml, read_partition_source
 from ..schemas import schema_path
-
-
-class _AnyInt(click.ParamType):
-    """An integer in decimal or 0x hex (like gen_esp32part.py's --offset)."""
-
-    name = "int"
-
-    def convert(self, value, param, ctx):  # noqa: D102
-        if isinstance(value, int):
-            return value
-        try:
-            return int(value, 0)
-        except ValueError:
-            self.fail(f"{value!r} is not a number (decimal or 0x hex)", param, ctx)
+from .params import AnyInt
 
 
 def _location_options(default_offset: int | None):
     def decorate(command):
         for option in reversed([
-            click.option("--offset", type=_AnyInt(), default=default_offset,
+            click.option("--offset", type=AnyInt(), default=default_offset,
                          help="Flash offset of the table (CONFIG_PARTITION_TABLE_OFFSET); "
                               f"default {'0x8000' if default_offset else '0x8000, or from a .bin'}."),
             click.option("--flash-size", help="Check that the partitions fit, e.g. 4MB."),
-            click.option("--primary-bootloader-offset", type=_AnyInt(),
+            click.option("--primary-bootloader-offset", type=AnyInt(),
                          help="CONFIG_BOOTLOADER_OFFSET_IN_FLASH, for bootloader entries."),
-            click.option("--recovery-bootloader-offset", type=_AnyInt(),
+            click.option("--recovery-bootloader-offset", type=AnyInt(),
                          help="CONFIG_BOOTLOADER_RECOVERY_OFFSET, for a recovery bootloader."),
         ]):
             command = option(command)
@@ -157,7 +144,7 @@ def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | 
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="partitions.yaml or .csv to write (the other kind than INPUT).")
-@click.option("--offset", type=_AnyInt(), default=None,
+@click.option("--offset", type=AnyInt(), default=None,
               help="Table offset to record (CSV to YAML); default 0x8000.")
 @click.option("--flash-size", help="Flash size to record in the YAML, e.g. 4MB.")
 def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str | None) -> None:
