@@ -112,21 +112,14 @@ class Project:
                 if self.products:
                     raise InputError(
                         "this project has products; choose one with --product",
-                        file=self._rel(self.file),
+                        file=display_path(self.file),
                         hint="products: " + ", ".join(self.products))
                 return None
         if name not in self.products:
             known = ", ".join(self.products) if self.products else "(none defined)"
-            raise InputError(f"unknown product '{name}'", file=self._rel(self.file),
+            raise InputError(f"unknown product '{name}'", file=display_path(self.file),
                              hint=f"products: {known}")
         return self.products[name]
-
-    def _rel(self, path: Path) -> str:
-        return _display(path, self.root)
-
-
-def _display(path: Path, root: Path) -> str:
-    return display_path(path)
 
 
 def _files(value: Any) -> tuple[str, ...]:
@@ -164,7 +157,7 @@ def load_project(path: Path) -> Project:
     path = Path(path)
     file = path / PROJECT_FILE if path.is_dir() else path
     root = file.parent.resolve()
-    doc = load_yaml(read_input_text(file), _display(file, root))
+    doc = load_yaml(read_input_text(file), display_path(file))
     validate_document(doc, "project")
     data = doc.data
     partitions_file = root / data["partitions"]
@@ -250,7 +243,7 @@ def resolve_project(project: Project, product: str | None = None, *,
     env = os.environ if env is None else env
     chosen = project.product(product)
     source = read_partition_source(read_input_text(project.partitions_file),
-                                   _display(project.partitions_file, project.root))
+                                   display_path(project.partitions_file))
     specs = list(source.specs)
     if chosen is not None:
         specs = _apply_partition_changes(project, chosen, specs)

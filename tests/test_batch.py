@@ -30,41 +30,17 @@ from idf_nvs_secure.formats.nvs_template import fill_nvs_template, make_nvs_temp
 from idf_nvs_secure.keysource import derive_hmac_key, derive_nvs_keys
 from idf_nvs_secure.project import load_project
 
+from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+
 SECRET = "c3" * 32
 ENV = {"MASTER": SECRET}
 
-PROJECT = """\
-version: 1
-partitions: partitions.yaml
-master_secret: {env: MASTER, development_default: "%s"}
-keys: {source: derive}
-nvs:
-  nvs: {values: [values.yaml]}
-products:
-  basic: {}
-""" % ("de" * 32)
-PARTITIONS = """\
-table: {offset: 0x8000, flash_size: 4MB}
-partitions:
-  - {name: nvs, type: data, subtype: nvs, size: 24K}
-  - {name: nvs_keys, type: data, subtype: nvs_keys, size: 4K, flags: [encrypted]}
-  - {name: factory, type: app, subtype: factory, size: 1M}
-"""
 VALUES = """\
 dev:
   model: sensor
   serial: SN-0000
   boots: {type: u16, value: 5}
   cert: {type: blob, file: certs/base.der}
-"""
-ESP32 = """\
-CONFIG_IDF_TARGET="esp32"
-CONFIG_ESPTOOLPY_FLASHSIZE_4MB=y
-CONFIG_PARTITION_TABLE_CUSTOM=y
-CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"
-CONFIG_SECURE_FLASH_ENC_ENABLED=y
-CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y
-CONFIG_NVS_ENCRYPTION=y
 """
 ESP32C3_HMAC = """\
 CONFIG_IDF_TARGET="esp32c3"
@@ -82,8 +58,9 @@ def cert(n: int) -> bytes:
 
 
 def make_project(root: Path, devices: int = 6, rows: list[str] | None = None, **files) -> Path:
-    texts = {"nvs_secure.yaml": PROJECT, "partitions.yaml": PARTITIONS, "values.yaml": VALUES,
-             "sdkconfig.defaults": ESP32}
+    texts = {"nvs_secure.yaml": BASIC_PROJECT, "partitions.yaml": PARTITIONS_WITH_KEYS,
+             "values.yaml": VALUES,
+             "sdkconfig.defaults": ESP32_FLASH_ENC}
     texts.update(files)
     (root / "certs").mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
@@ -323,7 +300,7 @@ def test_hmac_scheme_gives_each_device_an_efuse_key(tmp_path):
 
 
 def test_random_keys_are_written_once_and_never_remade(tmp_path):
-    text = PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
+    text = BASIC_PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
     project = make_project(tmp_path / "p", **{"nvs_secure.yaml": text})
     out = tmp_path / "out"
     assert batch(project, out).exit_code == 0
@@ -344,7 +321,7 @@ def test_random_keys_are_written_once_and_never_remade(tmp_path):
 
 
 def test_key_files_and_the_development_default_are_refused(tmp_path):
-    text = PROJECT.replace("keys: {source: derive}", "keys: {source: file, file: k.bin}")
+    text = BASIC_PROJECT.replace("keys: {source: derive}", "keys: {source: file, file: k.bin}")
     project = make_project(tmp_path / "p", **{"nvs_secure.yaml": text})
     (project / "k.bin").write_bytes(b"\x01" * 32 + b"\x02" * 32)
     result = batch(project, tmp_path / "out")
@@ -465,9 +442,9 @@ def test_devices_of_many_layouts_build_like_fresh_images(tmp_path):
 
 
 def test_file_valued_strings_and_partition_prefixes(tmp_path):
-    two = PARTITIONS.replace("  - {name: factory", "  - {name: extra, type: data, subtype: nvs, "
+    two = PARTITIONS_WITH_KEYS.replace("  - {name: factory", "  - {name: extra, type: data, subtype: nvs, "
                              "size: 12K}\n  - {name: factory")
-    text = PROJECT.replace("  nvs: {values: [values.yaml]}",
+    text = BASIC_PROJECT.replace("  nvs: {values: [values.yaml]}",
                            "  nvs: {values: [values.yaml]}\n  extra: {values: [extra.yaml]}")
     rows = ["device_id,dev.greeting,nvs/dev.boots,extra/dev.boots", "D1,hello.txt,3,4"]
     project = make_project(tmp_path / "p", rows=rows, **{"partitions.yaml": two,
@@ -493,7 +470,7 @@ def test_file_valued_strings_and_partition_prefixes(tmp_path):
 
 
 def test_a_device_caught_between_old_and_new_directories_gets_its_old_one_back(tmp_path):
-    text = PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
+    text = BASIC_PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
     project = make_project(tmp_path / "p", devices=3, **{"nvs_secure.yaml": text})
     out = tmp_path / "out"
     assert batch(project, out).exit_code == 0

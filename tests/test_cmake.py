@@ -24,6 +24,8 @@ from idf_nvs_secure.buildsys import BuildIntegration
 from idf_nvs_secure.cli import cli
 from idf_nvs_secure.project import load_project
 
+from fixture_projects import copy_example_project
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"
 DOUBLE = Path(__file__).resolve().parent / "cmake_double"
@@ -69,20 +71,6 @@ def sdkconfig_json(target: str = "esp32", mode: str | None = "development",
     return data
 
 
-def make_project(root: Path, *, extra_yaml: str = "") -> Path:
-    """A copy of example_project's inputs (not its CMake files or build output)."""
-    project = root / "project"
-    project.mkdir()
-    for name in ("nvs_secure.yaml", "partitions.yaml", "nvs_values.yaml", "sdkconfig.defaults"):
-        shutil.copy(EXAMPLE / name, project / name)
-    for folder in ("certs", "products"):
-        shutil.copytree(EXAMPLE / folder, project / folder)
-    if extra_yaml:
-        with open(project / "nvs_secure.yaml", "a", encoding="utf-8") as fh:
-            fh.write(extra_yaml)
-    return project
-
-
 def run_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEAN}
     env.update(ENV)
@@ -94,7 +82,7 @@ class DoubleBuild:
 
     def __init__(self, root: Path, *, hook: str = INCLUDE_FORM, config: dict | None = None,
                  extra_yaml: str = "", **cache: str) -> None:
-        self.project = make_project(root, extra_yaml=extra_yaml)
+        self.project = copy_example_project(root, extra_yaml=extra_yaml)
         self.build = self.project / "build"
         self.log = root / "calls.log"
         self.json = root / "sdkconfig.json"
@@ -164,7 +152,7 @@ def test_cmake_dir_is_the_component() -> None:
 
 
 def test_configure_writes_csv_and_description_once(tmp_path: Path) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     config = tmp_path / "sdkconfig.json"
     config.write_text(json.dumps(sdkconfig_json()), encoding="utf-8")
     build = tmp_path / "build"
@@ -200,7 +188,7 @@ def test_configure_writes_csv_and_description_once(tmp_path: Path) -> None:
 
 
 def test_configure_records_errors_instead_of_failing(tmp_path: Path) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     config = tmp_path / "sdkconfig.json"
     config.write_text(json.dumps(sdkconfig_json()), encoding="utf-8")
     result = CliRunner().invoke(cli, ["cmake-configure", str(project), "--build-dir",
@@ -225,7 +213,7 @@ def test_configure_without_project_file_is_inactive(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["release", None])
 def test_release_mode_builds_but_never_flashes_plain_keys(tmp_path: Path, mode) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     config = tmp_path / "sdkconfig.json"
     config.write_text(json.dumps(sdkconfig_json(mode="release")), encoding="utf-8")
     invoke("cmake-configure", str(project), "--build-dir", str(tmp_path / "b"), "--sdkconfig",
@@ -254,7 +242,7 @@ def test_chip_made_keys_register_nothing_and_can_be_erased(tmp_path: Path) -> No
 
 
 def test_hmac_scheme_makes_a_key_file_that_is_not_flashed(tmp_path: Path) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     config = tmp_path / "sdkconfig.json"
     config.write_text(json.dumps(sdkconfig_json("esp32c3", mode=None, scheme="hmac")))
     invoke("cmake-configure", str(project), "--build-dir", str(tmp_path / "b"), "--sdkconfig",
@@ -267,7 +255,7 @@ def test_hmac_scheme_makes_a_key_file_that_is_not_flashed(tmp_path: Path) -> Non
 
 
 def test_build_step_refuses_another_set_of_images(tmp_path: Path) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     config = tmp_path / "sdkconfig.json"
     config.write_text(json.dumps(sdkconfig_json()), encoding="utf-8")
     out = tmp_path / "out"
@@ -393,7 +381,7 @@ def test_esp_idf_5_registration(tmp_path: Path) -> None:
 def test_generated_cmake_quotes_odd_paths(tmp_path: Path) -> None:
     root = tmp_path / 'odd "dir" $x {y} #z'  # (CMake itself cannot take a backslash)
     root.mkdir()
-    project = make_project(root)
+    project = copy_example_project(root)
     config = root / "sdkconfig.json"
     config.write_text(json.dumps(sdkconfig_json()), encoding="utf-8")
     assert invoke("cmake-configure", str(project), "--build-dir", str(project / "build"),

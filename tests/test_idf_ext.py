@@ -24,6 +24,8 @@ from idf_nvs_secure import idf_ext
 from idf_nvs_secure.cli import cli
 from idf_nvs_secure.idf_ext import ACTION_NAMES, NvsSecureIdfError, action_extensions
 
+from fixture_projects import copy_example_project
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"
 PASSWORD = "example-wifi-password"
@@ -51,19 +53,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("IDF_PATH", "IDF_TARGET", "SDKCONFIG_DEFAULTS", "NVS_MASTER_SECRET"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("EXAMPLE_WIFI_PASSWORD", PASSWORD)
-
-
-def make_project(root: Path, extra_yaml: str = "") -> Path:
-    project = root / "project"
-    project.mkdir()
-    for name in ("nvs_secure.yaml", "partitions.yaml", "nvs_values.yaml", "sdkconfig.defaults"):
-        shutil.copy(EXAMPLE / name, project / name)
-    for folder in ("certs", "products"):
-        shutil.copytree(EXAMPLE / folder, project / folder)
-    if extra_yaml:
-        with open(project / "nvs_secure.yaml", "a", encoding="utf-8") as fh:
-            fh.write(extra_yaml)
-    return project
 
 
 def global_args(project: Path, **extra) -> PropertyDict:
@@ -157,7 +146,7 @@ def task(name: str) -> SimpleNamespace:
 
 
 def test_check_stops_a_build_whose_plan_has_errors(tmp_path: Path) -> None:
-    project = make_project(tmp_path, BROKEN)
+    project = copy_example_project(tmp_path, BROKEN)
     args = global_args(project, define_cache_entry=["NVS_SECURE_PRODUCT=broken"])
     with pytest.raises(NvsSecureIdfError, match=r"\[nvs-keys-partition-missing\]"):
         idf_ext.check_before_build(CTX, args, [task("all")])
@@ -169,7 +158,7 @@ def test_check_stops_a_build_whose_plan_has_errors(tmp_path: Path) -> None:
 
 def test_check_reports_input_errors_and_ignores_other_projects(tmp_path: Path,
                                                               monkeypatch) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     monkeypatch.delenv("EXAMPLE_WIFI_PASSWORD")
     with pytest.raises(NvsSecureIdfError, match="EXAMPLE_WIFI_PASSWORD is not set"):
         idf_ext.check_before_build(CTX, global_args(project), [task("all")])
@@ -177,7 +166,7 @@ def test_check_reports_input_errors_and_ignores_other_projects(tmp_path: Path,
 
 
 def test_check_uses_the_build_s_product(tmp_path: Path) -> None:
-    project = make_project(tmp_path, BROKEN)
+    project = copy_example_project(tmp_path, BROKEN)
     (project / "build").mkdir()
     (project / "build" / "CMakeCache.txt").write_text("NVS_SECURE_PRODUCT:STRING=broken\n")
     with pytest.raises(NvsSecureIdfError):
@@ -188,7 +177,7 @@ def test_check_uses_the_build_s_product(tmp_path: Path) -> None:
 
 
 def test_commands_need_a_configured_build(tmp_path: Path, recorder) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     for name in ("nvs-secure-gen", "nvs-flash", "nvs-keys-flash", "nvs-keys-erase"):
         with pytest.raises(NvsSecureIdfError, match="has not been configured"):
             call(name, global_args(project))
@@ -196,7 +185,7 @@ def test_commands_need_a_configured_build(tmp_path: Path, recorder) -> None:
 
 
 def test_nvs_flash_and_keys_flash_use_esp_idf_targets(tmp_path: Path, recorder) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     configure(project)
     args = global_args(project, port="/dev/ttyUSB3", baud=921600)
     call("nvs-flash", args)
@@ -211,7 +200,7 @@ def test_nvs_flash_and_keys_flash_use_esp_idf_targets(tmp_path: Path, recorder) 
 
 
 def test_gen_and_another_product(tmp_path: Path, recorder) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     configure(project)
     args = global_args(project)
     call("nvs-secure-gen", args, product="pro")
@@ -222,7 +211,7 @@ def test_gen_and_another_product(tmp_path: Path, recorder) -> None:
 
 
 def test_keys_erase_only_for_chip_made_keys(tmp_path: Path, recorder) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     configure(project)
     with pytest.raises(NvsSecureIdfError, match="nvs-keys-flash"):
         call("nvs-keys-erase", global_args(project))
@@ -243,7 +232,7 @@ def test_keys_erase_only_for_chip_made_keys(tmp_path: Path, recorder) -> None:
 
 
 def test_release_mode_keys_are_not_flashed(tmp_path: Path, recorder) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     configure(project, config={
         "IDF_TARGET": "esp32", "SECURE_FLASH_ENC_ENABLED": True,
         "SECURE_FLASH_ENCRYPTION_MODE_RELEASE": True, "NVS_ENCRYPTION": True,
@@ -256,7 +245,7 @@ def test_release_mode_keys_are_not_flashed(tmp_path: Path, recorder) -> None:
 
 
 def test_linux_target_has_nothing_to_flash(tmp_path: Path, recorder, capsys) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     configure(project, config={"IDF_TARGET": "linux", "PARTITION_TABLE_CUSTOM": True,
                                "PARTITION_TABLE_CUSTOM_FILENAME": "partitions.csv",
                                "PARTITION_TABLE_OFFSET": 0xD000, "ESPTOOLPY_FLASHSIZE": "4MB"})
@@ -266,14 +255,14 @@ def test_linux_target_has_nothing_to_flash(tmp_path: Path, recorder, capsys) -> 
 
 
 def test_build_errors_stop_the_commands(tmp_path: Path, recorder) -> None:
-    project = make_project(tmp_path, BROKEN)
+    project = copy_example_project(tmp_path, BROKEN)
     configure(project, "broken")
     with pytest.raises(NvsSecureIdfError, match="cannot make the NVS images"):
         call("nvs-flash", global_args(project))
 
 
 def test_secure_check_prints_the_plan(tmp_path: Path, capsys) -> None:
-    project = make_project(tmp_path, BROKEN)
+    project = copy_example_project(tmp_path, BROKEN)
     call("nvs-secure-check", global_args(project))
     out = capsys.readouterr().out
     assert "product:           basic" in out and "NVS encryption:    on" in out
@@ -283,7 +272,7 @@ def test_secure_check_prints_the_plan(tmp_path: Path, capsys) -> None:
 
 
 def test_release_shells_out_to_the_cli(tmp_path: Path, recorder, monkeypatch) -> None:
-    project = make_project(tmp_path)
+    project = copy_example_project(tmp_path)
     args = global_args(project)
     if "release" in cli.commands:
         call("nvs-secure-release", args, product="pro")

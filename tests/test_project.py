@@ -20,16 +20,11 @@ from idf_nvs_secure.formats.partition_table import parse_partition_table
 from idf_nvs_secure.keysource import derive_hmac_key, derive_nvs_keys
 from idf_nvs_secure.project import load_project, resolve_project
 
+from fixture_projects import ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+
 SECRET = "11" * 32
 ENV = {"MASTER": SECRET}
 
-PARTITIONS = """\
-table: {offset: 0x8000, flash_size: 4MB}
-partitions:
-  - {name: nvs, type: data, subtype: nvs, size: 24K}
-  - {name: nvs_keys, type: data, subtype: nvs_keys, size: 4K, flags: [encrypted]}
-  - {name: factory, type: app, subtype: factory, size: 1M}
-"""
 PROJECT = """\
 version: 1
 partitions: partitions.yaml
@@ -43,22 +38,11 @@ products:
     values: {nvs: [pro.yaml]}
     partitions: {nvs: {size: 0x8000}}
 """
-SDKCONFIG_FLASH_ENC = """\
-CONFIG_IDF_TARGET="esp32"
-CONFIG_ESPTOOLPY_FLASHSIZE_4MB=y
-CONFIG_PARTITION_TABLE_CUSTOM=y
-CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"
-CONFIG_SECURE_FLASH_ENC_ENABLED=y
-CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y
-CONFIG_NVS_ENCRYPTION=y
-"""
-
-
 def make_project(tmp_path: Path, **files: str) -> Path:
-    defaults = {"nvs_secure.yaml": PROJECT, "partitions.yaml": PARTITIONS,
+    defaults = {"nvs_secure.yaml": PROJECT, "partitions.yaml": PARTITIONS_WITH_KEYS,
                 "values.yaml": "dev:\n  model: base\n  boots: {type: u16, value: 5}\n",
                 "pro.yaml": "dev:\n  model: pro\n  boots: 9\ncloud:\n  url: x\n",
-                "sdkconfig.defaults": SDKCONFIG_FLASH_ENC}
+                "sdkconfig.defaults": ESP32_FLASH_ENC}
     defaults.update(files)
     for name, text in defaults.items():
         if text is None:

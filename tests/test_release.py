@@ -28,6 +28,8 @@ from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
 from idf_nvs_secure.keysource import derive_nvs_keys
 from idf_nvs_secure.project import load_project
 
+from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC
+
 SECRET = "5a" * 32
 ENV = {"MASTER": SECRET}
 
@@ -39,30 +41,11 @@ partitions:
   - {name: nvs_keys, type: data, subtype: nvs_keys, size: 4K, flags: [encrypted]}
   - {name: ota_0, type: app, subtype: ota_0, size: 1M}
 """
-PROJECT = """\
-version: 1
-partitions: partitions.yaml
-master_secret: {env: MASTER, development_default: "%s"}
-keys: {source: derive}
-nvs:
-  nvs: {values: [values.yaml]}
-products:
-  basic: {}
-""" % ("de" * 32)
 VALUES = """\
 dev:
   model: sensor
   boots: {type: u16, value: 5}
   cert: {type: blob, file: cert.der}
-"""
-ESP32_DEV = """\
-CONFIG_IDF_TARGET="esp32"
-CONFIG_ESPTOOLPY_FLASHSIZE_4MB=y
-CONFIG_PARTITION_TABLE_CUSTOM=y
-CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"
-CONFIG_SECURE_FLASH_ENC_ENABLED=y
-CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y
-CONFIG_NVS_ENCRYPTION=y
 """
 ESP32C3_RELEASE = """\
 CONFIG_IDF_TARGET="esp32c3"
@@ -77,8 +60,8 @@ CONFIG_NVS_SEC_KEY_PROTECT_USING_FLASH_ENC=y
 
 
 def make_project(root: Path, *, firmware: bool = True, **files: str) -> Path:
-    texts = {"nvs_secure.yaml": PROJECT, "partitions.yaml": PARTITIONS, "values.yaml": VALUES,
-             "sdkconfig.defaults": ESP32_DEV}
+    texts = {"nvs_secure.yaml": BASIC_PROJECT, "partitions.yaml": PARTITIONS, "values.yaml": VALUES,
+             "sdkconfig.defaults": ESP32_FLASH_ENC}
     texts.update(files)
     root.mkdir(parents=True, exist_ok=True)
     for name, text in texts.items():
@@ -309,7 +292,7 @@ def test_merged_image_is_made_by_esptool_with_every_file_at_its_offset(tmp_path)
 
 
 def test_generated_keys_need_random_keys_and_are_recorded(tmp_path):
-    text = PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
+    text = BASIC_PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
     project = make_project(tmp_path / "p", **{"nvs_secure.yaml": text})
     refused = release(project, tmp_path / "refused")
     assert refused.exit_code == 2
@@ -343,7 +326,7 @@ def test_development_default_master_secret_is_refused(tmp_path):
 
 
 def test_master_secret_file_overrides_the_project_source(tmp_path):
-    text = PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
+    text = BASIC_PROJECT.replace("keys: {source: derive}", "keys: {source: generate}")
     project = make_project(tmp_path / "p", **{"nvs_secure.yaml": text})
     secret = bytes(range(100, 132))
     (tmp_path / "secret.hex").write_text(secret.hex() + "\n")
@@ -373,7 +356,7 @@ def espsecure_decrypt(data: bytes, offset: int, key: bytes, xts: bool) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("sdkconfig, key_size, xts", [(ESP32_DEV, 32, False),
+@pytest.mark.parametrize("sdkconfig, key_size, xts", [(ESP32_FLASH_ENC, 32, False),
                                                       (ESP32C3_RELEASE, 32, True)])
 def test_flash_encryption_key_pre_encrypts_for_each_offset(tmp_path, sdkconfig, key_size, xts):
     project = make_project(tmp_path / "p", **{"sdkconfig.defaults": sdkconfig})
@@ -413,7 +396,7 @@ def test_flash_encryption_key_of_the_wrong_size_or_without_flash_encryption(tmp_
     (tmp_path / "k64").write_bytes(b"k" * 64)
     wrong = release(project, tmp_path / "o1", "--flash-encryption-key", tmp_path / "k64")
     assert wrong.exit_code == 2 and "needs 32 bytes" in wrong.stderr
-    plain = "\n".join(ESP32_DEV.splitlines()[:4]) + "\n"  # no flash (or NVS) encryption
+    plain = "\n".join(ESP32_FLASH_ENC.splitlines()[:4]) + "\n"  # no flash (or NVS) encryption
     other = make_project(tmp_path / "q", **{"sdkconfig.defaults": plain})
     (tmp_path / "k32").write_bytes(b"k" * 32)
     result = release(other, tmp_path / "o2", "--flash-encryption-key", tmp_path / "k32")

@@ -17,6 +17,8 @@ from idf_nvs_secure.nvs_yaml import NvsValues
 from idf_nvs_secure.project import load_project
 from idf_nvs_secure.report import MASK, build_report, measure_fill, render_report_html
 
+from fixture_projects import ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+
 ENV = {"MASTER": "11" * 32, "PW": "hunter2-secret"}
 FILES = {
     "nvs_secure.yaml": """\
@@ -27,13 +29,7 @@ FILES = {
         nvs:
           nvs: {values: [values.yaml]}
         """,
-    "partitions.yaml": """\
-        table: {offset: 0x8000, flash_size: 4MB}
-        partitions:
-          - {name: nvs, type: data, subtype: nvs, size: 24K}
-          - {name: nvs_keys, type: data, subtype: nvs_keys, size: 4K, flags: [encrypted]}
-          - {name: factory, type: app, subtype: factory, size: 1M}
-        """,
+    "partitions.yaml": PARTITIONS_WITH_KEYS,
     "values.yaml": """\
         dev:
           model: <Sensor & Co>
@@ -42,15 +38,7 @@ FILES = {
           tok: {type: blob, hex: 'c0ffee00c0ffee', secret: true}
           url: https://example.com/x
         """,
-    "sdkconfig.defaults": """\
-        CONFIG_IDF_TARGET="esp32"
-        CONFIG_ESPTOOLPY_FLASHSIZE_4MB=y
-        CONFIG_PARTITION_TABLE_CUSTOM=y
-        CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"
-        CONFIG_SECURE_FLASH_ENC_ENABLED=y
-        CONFIG_SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT=y
-        CONFIG_NVS_ENCRYPTION=y
-        """,
+    "sdkconfig.defaults": ESP32_FLASH_ENC,
 }
 
 

@@ -7,6 +7,7 @@ mapped to output and exit status in one place, :class:`ErrorMappingGroup`:
   plus ``hint: ...`` when there is one; exit 2, no traceback.
 * a failed check: the command exits 1 itself (``ctx.exit(1)``).
 * a bug: one ``error: internal error: ...`` line, exit 3; ``--debug`` shows the traceback.
+* a usage error (click's): ``error: ...`` and a ``hint:`` naming ``--help``; exit 2.
 """
 
 from __future__ import annotations
@@ -38,6 +39,27 @@ COMMAND_MODULES = [
 class ErrorMappingGroup(click.Group):
     """A click group that turns library errors into one-line messages and exit codes."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):  # noqa: D102 - documented on the class
+        """Click's own usage errors (a missing option, a bad choice) get the same form as
+        ours: one ``error: ...`` line, a hint, exit 2, instead of click's usage block."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            path = exc.ctx.command_path if exc.ctx else (prog_name or "idf-nvs-secure")
+            click.echo(f"error: {exc.format_message()}", err=True)
+            click.echo(f"hint: see '{path} --help'", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context):  # noqa: D102 - documented on the class
         try:
             return super().invoke(ctx)
@@ -59,7 +81,8 @@ class ErrorMappingGroup(click.Group):
             ctx.exit(3)
 
 
-@click.group(cls=ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("idf-nvs-secure", cls=ErrorMappingGroup,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="idf-nvs-secure")
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
 @click.pass_context
