@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .artifacts import Build, BuiltArtifact, build_artifacts, plan_for_project  # noqa: E402
+from .build.artifacts import Build, BuiltArtifact, build_artifacts, plan_for_project  # noqa: E402
 from .errors import (  # noqa: E402
     CapacityError,
     FormatError,
@@ -39,13 +39,13 @@ from .formats.partition_table import (  # noqa: E402
     parse_partition_table,
     validate_partition_table,
 )
-from .keysource import derive_hmac_key, derive_nvs_keys  # noqa: E402
-from .nvs_csv import parse_nvs_csv  # noqa: E402
-from .nvs_yaml import NvsValues, load_nvs_values  # noqa: E402
-from .partition_csv import format_partition_csv, parse_partition_csv  # noqa: E402
-from .partitions_yaml import parse_partitions_yaml  # noqa: E402
-from .plan import PlanIntent, SecurityPlan, detect_plan  # noqa: E402
-from .project import Project, ResolvedProject, load_project, resolve_project  # noqa: E402
+from .inputs.keysource import derive_hmac_key, derive_nvs_keys  # noqa: E402
+from .inputs.nvs_csv import parse_nvs_csv  # noqa: E402
+from .inputs.nvs_yaml import NvsValues, load_nvs_values  # noqa: E402
+from .inputs.partition_csv import format_partition_csv, parse_partition_csv  # noqa: E402
+from .inputs.partitions_yaml import parse_partitions_yaml  # noqa: E402
+from .inputs.project import Project, ResolvedProject, load_project, resolve_project  # noqa: E402
+from .plan.security import PlanIntent, SecurityPlan, detect_plan  # noqa: E402
 
 __all__ = [
     "__version__",

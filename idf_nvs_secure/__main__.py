@@ -1,5 +1,5 @@
 """``python -m idf_nvs_secure``: the same command line as ``idf-nvs-secure``."""
 
-from .cli import main
+from .app.cli import main
 
 main()

@@ -14,23 +14,27 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from idf_nvs_secure import batch as batch_module
-from idf_nvs_secure.artifacts import plan_for_project
-from idf_nvs_secure.batch import load_devices, parse_shard, plan_batch, run_batch
-from idf_nvs_secure.cli import cli
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.build.artifacts import plan_for_project
 from idf_nvs_secure.errors import InputError, KeyMaterialError
 from idf_nvs_secure.formats.nvs_image import NvsEntry, build_nvs_image
 from idf_nvs_secure.formats.nvs_keys import derive_nvs_keys_from_hmac, parse_nvs_keys
 from idf_nvs_secure.formats.nvs_layout import INT_RANGES
 from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
 from idf_nvs_secure.formats.nvs_template import fill_nvs_template, make_nvs_template
-from idf_nvs_secure.keysource import derive_hmac_key, derive_nvs_keys
-from idf_nvs_secure.project import load_project
-
-from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+from idf_nvs_secure.inputs.keysource import derive_hmac_key, derive_nvs_keys
+from idf_nvs_secure.inputs.project import load_project
+from idf_nvs_secure.release import batch as batch_module
+from idf_nvs_secure.release.batch import (
+    load_devices,
+    parse_shard,
+    plan_batch,
+    run_batch,
+)
 
 SECRET = "c3" * 32
 ENV = {"MASTER": SECRET}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from idf_nvs_secure.cli import cli
-from idf_nvs_secure.plan import detect_plan
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.plan.security import detect_plan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sdkconfig"
 CLEAN_ENV = {"IDF_TARGET": None, "SDKCONFIG_DEFAULTS": None, "IDF_PATH": None}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from idf_nvs_secure.cli import cli
+from idf_nvs_secure.app.cli import cli
 
 
 @pytest.mark.parametrize("args, message", [

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from idf_nvs_secure.cli import cli
-from idf_nvs_secure.formats.nvs_image import image_to_json, parse_nvs_image
+from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.formats.nvs_keys import parse_nvs_keys
+from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
 
 NVS = Path(__file__).resolve().parent / "golden" / "nvs"
 

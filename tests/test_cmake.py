@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from idf_nvs_secure.artifacts import build_artifacts, plan_for_project
-from idf_nvs_secure.buildsys import BuildIntegration
-from idf_nvs_secure.cli import cli
-from idf_nvs_secure.project import load_project
-
 from fixture_projects import copy_example_project
+
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.build.artifacts import build_artifacts, plan_for_project
+from idf_nvs_secure.build.integration import BuildIntegration
+from idf_nvs_secure.inputs.project import load_project
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from idf_nvs_secure.artifacts import build_artifacts, plan_for_project
+from idf_nvs_secure.build.artifacts import build_artifacts, plan_for_project
 from idf_nvs_secure.errors import KeyMaterialError
 from idf_nvs_secure.formats.nvs_keys import derive_nvs_keys_from_hmac, parse_nvs_keys
 from idf_nvs_secure.formats.nvs_reader import parse_nvs_image
-from idf_nvs_secure.project import load_project
+from idf_nvs_secure.inputs.project import load_project
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example_project"
 ENV = {"EXAMPLE_WIFI_PASSWORD": "example-test"}

@@ -9,11 +9,17 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
-from idf_nvs_secure.cli import cli
-from idf_nvs_secure.flashmap import layout_flash_map, render_flash_map_svg
+from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.formats.partition_table import (
-    APP_TYPE, DATA_TYPE, FACTORY_SUBTYPE, NVS_KEYS_SUBTYPE, NVS_SUBTYPE, Partition, PartitionTable,
+    APP_TYPE,
+    DATA_TYPE,
+    FACTORY_SUBTYPE,
+    NVS_KEYS_SUBTYPE,
+    NVS_SUBTYPE,
+    Partition,
+    PartitionTable,
 )
+from idf_nvs_secure.views.flashmap import layout_flash_map, render_flash_map_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 MIB = 1024 * 1024

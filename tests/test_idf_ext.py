@@ -19,12 +19,15 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-
-from idf_nvs_secure import idf_ext
-from idf_nvs_secure.cli import cli
-from idf_nvs_secure.idf_ext import ACTION_NAMES, NvsSecureIdfError, action_extensions
-
 from fixture_projects import copy_example_project
+
+from idf_nvs_secure.app import idf_ext
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.app.idf_ext import (
+    ACTION_NAMES,
+    NvsSecureIdfError,
+    action_extensions,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "example_project"
@@ -128,7 +131,7 @@ def test_entry_point_and_component_shim_register_once() -> None:
            if ep.name == "idf_nvs_secure"]
     assert len(eps) == 1 and eps[0].load() is action_extensions
     # idf.py loads component idf_ext.py files first (ESP-IDF 6), then entry points.
-    shim_file = REPO / "cmake" / "idf_ext.py"
+    shim_file = REPO / "cmake" / "idf_nvs_secure" / "idf_ext.py"
     spec = importlib.util.spec_from_file_location("idf_ext_cmake", shim_file)
     shim = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(shim)

@@ -1,4 +1,4 @@
-"""nvs check / diff / dump tree / flash dumps: the library (idf_nvs_secure.inspect) and CLI."""
+"""nvs check / diff / dump tree / flash dumps: the library (idf_nvs_secure.views.inspect) and CLI."""
 
 from __future__ import annotations
 
@@ -9,16 +9,26 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from idf_nvs_secure.cli import cli
+from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.errors import FormatError, InputError, KeyMaterialError
 from idf_nvs_secure.formats.nvs_image import NvsEntry, build_nvs_image
 from idf_nvs_secure.formats.nvs_keys import NvsKeys, build_nvs_keys
 from idf_nvs_secure.formats.nvs_reader import parse_nvs_image
 from idf_nvs_secure.formats.partition_table import (
-    DATA_TYPE, NVS_KEYS_SUBTYPE, NVS_SUBTYPE, Partition, PartitionTable, build_partition_table,
+    DATA_TYPE,
+    NVS_KEYS_SUBTYPE,
+    NVS_SUBTYPE,
+    Partition,
+    PartitionTable,
+    build_partition_table,
 )
-from idf_nvs_secure.inspect import (
-    check_nvs_image, diff_nvs_images, diff_to_json, dump_tree, format_value, keys_from_flash,
+from idf_nvs_secure.views.inspect import (
+    check_nvs_image,
+    diff_nvs_images,
+    diff_to_json,
+    dump_tree,
+    format_value,
+    keys_from_flash,
     locate_in_flash,
 )
 
@@ -329,7 +339,7 @@ def test_cli_diff(tmp_path, plain):
 
 
 def _dump_has_tree() -> bool:
-    from idf_nvs_secure.cli.nvs import nvs_group
+    from idf_nvs_secure.app.cli.nvs import nvs_group
     return any(p.name == "pages" for p in nvs_group.commands["dump"].params)
 
 

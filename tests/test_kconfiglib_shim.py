@@ -16,10 +16,10 @@ def test_real_kconfiglib_is_loaded_when_a_shim_package_shadows_it(tmp_path):
         import sys
         import kconfiglib as shadow
         assert not hasattr(shadow, "escape"), "the shim should shadow kconfiglib here"
-        from idf_nvs_secure._kconfiglib import kconfiglib
+        from idf_nvs_secure.config._kconfiglib import kconfiglib
         assert kconfiglib.__file__.endswith("kconfiglib.py"), kconfiglib.__file__
         assert hasattr(kconfiglib, "escape") and hasattr(kconfiglib, "Kconfig")
-        from idf_nvs_secure.sdkconfig import read_config  # the module that needs it
+        from idf_nvs_secure.config.sdkconfig import read_config  # the module that needs it
         print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,

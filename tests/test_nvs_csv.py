@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from idf_nvs_secure.errors import InputError
 from idf_nvs_secure.formats.nvs_image import NvsEntry
 from idf_nvs_secure.formats.nvs_layout import INT_RANGES
-from idf_nvs_secure.nvs_csv import format_nvs_csv, parse_nvs_csv
+from idf_nvs_secure.inputs.nvs_csv import format_nvs_csv, parse_nvs_csv
 
 TESTS = Path(__file__).resolve().parent
 NVS = TESTS / "golden" / "nvs"

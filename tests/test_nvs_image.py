@@ -29,18 +29,17 @@ from idf_nvs_secure.formats.nvs_image import (
     PAGE_SIZE,
     NvsEntry,
     build_nvs_image,
-    image_to_json,
-    parse_nvs_image,
     validate_entry,
 )
 from idf_nvs_secure.formats.nvs_keys import NvsKeys, parse_nvs_keys
+from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
 from idf_nvs_secure.formats.xts import (
     xts_decrypt_runs,
     xts_decrypt_units,
     xts_encrypt_runs,
     xts_encrypt_units,
 )
-from idf_nvs_secure.nvs_csv import parse_nvs_csv
+from idf_nvs_secure.inputs.nvs_csv import parse_nvs_csv
 
 NVS = Path(__file__).resolve().parent / "golden" / "nvs"
 KEYS = parse_nvs_keys((NVS / "nvs_keys.bin").read_bytes())

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from idf_nvs_secure.cli import cli
+from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.errors import FormatError, KeyMaterialError
 from idf_nvs_secure.formats import nvs_keys as nk
-
-from pathlib import Path
 
 NVS = Path(__file__).resolve().parent / "golden" / "nvs"
 

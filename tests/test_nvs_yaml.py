@@ -11,7 +11,11 @@ import pytest
 from idf_nvs_secure.errors import InputError
 from idf_nvs_secure.formats.nvs_image import build_nvs_image
 from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
-from idf_nvs_secure.nvs_yaml import NvsValues, format_nvs_values_yaml, load_nvs_values
+from idf_nvs_secure.inputs.nvs_yaml import (
+    NvsValues,
+    format_nvs_values_yaml,
+    load_nvs_values,
+)
 
 ENV = {"WIFI_PASS": "s3cret", "BOOTS": "0x10", "BLOBHEX": "deadbeef"}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from idf_nvs_secure.cli import cli
+from idf_nvs_secure.app.cli import cli
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "partition_tables"
 

@@ -8,12 +8,23 @@ import pytest
 
 from idf_nvs_secure.errors import CapacityError, InputError
 from idf_nvs_secure.formats.partition_table import (
-    APP_TYPE, BOOTLOADER_TYPE, DATA_TYPE, PARTITION_TABLE_TYPE, TEE_OTA_SUBTYPE,
-    UNDEFINED_SUBTYPE, Partition, build_partition_table, parse_partition_table,
+    APP_TYPE,
+    BOOTLOADER_TYPE,
+    DATA_TYPE,
+    PARTITION_TABLE_TYPE,
+    TEE_OTA_SUBTYPE,
+    UNDEFINED_SUBTYPE,
+    Partition,
+    build_partition_table,
+    parse_partition_table,
 )
-from idf_nvs_secure.partition_csv import (
-    PartitionSpec, parse_partition_csv, parse_partition_csv_specs, parse_partition_specs,
-    parse_size, place_partitions,
+from idf_nvs_secure.inputs.partition_csv import (
+    PartitionSpec,
+    parse_partition_csv,
+    parse_partition_csv_specs,
+    parse_partition_specs,
+    parse_size,
+    place_partitions,
 )
 
 INVALID = Path(__file__).resolve().parent / "golden" / "partition_tables" / "invalid"

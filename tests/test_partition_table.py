@@ -12,13 +12,30 @@ from hypothesis import strategies as st
 
 from idf_nvs_secure.errors import CapacityError, FormatError, InputError
 from idf_nvs_secure.formats.partition_table import (
-    APP_TYPE, DATA_TYPE, ENTRY_SIZE, MAX_NAME_LEN, NVS_KEYS_SUBTYPE, NVS_SUBTYPE,
-    OTA_DATA_SUBTYPE, PARTITION_TABLE_TYPE, SUBTYPES, TABLE_SIZE, TEE_OTA_SUBTYPE, TYPES,
-    Partition, PartitionTable, build_partition_table, parse_flash_size,
-    parse_partition_table, validate_partition_table,
+    APP_TYPE,
+    DATA_TYPE,
+    ENTRY_SIZE,
+    MAX_NAME_LEN,
+    NVS_KEYS_SUBTYPE,
+    NVS_SUBTYPE,
+    OTA_DATA_SUBTYPE,
+    PARTITION_TABLE_TYPE,
+    SUBTYPES,
+    TABLE_SIZE,
+    TEE_OTA_SUBTYPE,
+    TYPES,
+    Partition,
+    PartitionTable,
+    build_partition_table,
+    parse_flash_size,
+    parse_partition_table,
+    validate_partition_table,
 )
-from idf_nvs_secure.partition_csv import (
-    PartitionSpec, format_partition_csv, parse_partition_csv, place_partitions,
+from idf_nvs_secure.inputs.partition_csv import (
+    PartitionSpec,
+    format_partition_csv,
+    parse_partition_csv,
+    place_partitions,
 )
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "partition_tables"

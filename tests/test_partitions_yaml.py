@@ -9,8 +9,11 @@ import pytest
 
 from idf_nvs_secure.errors import InputError
 from idf_nvs_secure.formats.partition_table import build_partition_table
-from idf_nvs_secure.partition_csv import parse_partition_csv, parse_partition_csv_specs
-from idf_nvs_secure.partitions_yaml import (
+from idf_nvs_secure.inputs.partition_csv import (
+    parse_partition_csv,
+    parse_partition_csv_specs,
+)
+from idf_nvs_secure.inputs.partitions_yaml import (
     format_partitions_yaml,
     pair_nvs_keys,
     parse_partitions_yaml,
@@ -103,7 +106,7 @@ def test_errors_are_located(text, where, message):
 
 from click.testing import CliRunner  # noqa: E402
 
-from idf_nvs_secure.cli import cli  # noqa: E402
+from idf_nvs_secure.app.cli import cli  # noqa: E402
 
 
 @pytest.mark.parametrize("csv", CASES, ids=lambda p: p.stem)

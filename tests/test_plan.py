@@ -22,7 +22,7 @@ from idf_nvs_secure.formats.partition_table import (
     Partition,
     PartitionTable,
 )
-from idf_nvs_secure.plan import PlanIntent, SecurityPlan, detect_plan
+from idf_nvs_secure.plan.security import PlanIntent, SecurityPlan, detect_plan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sdkconfig"
 DIAG = FIXTURES / "diag"
@@ -182,7 +182,7 @@ def test_each_diagnostic(code: str, env: dict[str, str], intent: PlanIntent | No
 
 
 def test_every_documented_code_has_a_fixture_or_matrix_row() -> None:
-    import idf_nvs_secure.plan_checks as checks
+    import idf_nvs_secure.plan.checks as checks
 
     documented = {line.split()[0] for line in checks.__doc__.splitlines()
                   if line[:1].islower() and "-" in line.split()[0]}

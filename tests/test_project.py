@@ -10,17 +10,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fixture_projects import ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
 
-from idf_nvs_secure.artifacts import build_artifacts, plan_for_project
-from idf_nvs_secure.cli import cli
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.build.artifacts import build_artifacts, plan_for_project
 from idf_nvs_secure.errors import InputError, KeyMaterialError
 from idf_nvs_secure.formats.nvs_keys import derive_nvs_keys_from_hmac, parse_nvs_keys
 from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
 from idf_nvs_secure.formats.partition_table import parse_partition_table
-from idf_nvs_secure.keysource import derive_hmac_key, derive_nvs_keys
-from idf_nvs_secure.project import load_project, resolve_project
-
-from fixture_projects import ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+from idf_nvs_secure.inputs.keysource import derive_hmac_key, derive_nvs_keys
+from idf_nvs_secure.inputs.project import load_project, resolve_project
 
 SECRET = "11" * 32
 ENV = {"MASTER": SECRET}

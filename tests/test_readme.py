@@ -98,7 +98,7 @@ def test_readme_install_line_installs_this_package():
 @pytest.mark.parametrize("command", [c for c in COMMANDS + IDF_COMMANDS
                                      if c.startswith("idf.py")])
 def test_readme_idf_py_commands_exist(command):
-    from idf_nvs_secure.idf_ext import action_extensions
+    from idf_nvs_secure.app.idf_ext import action_extensions
 
     ours = set(action_extensions({}, str(REPO / "example_project"))["actions"])
     words = [w for w in shlex.split(command)[1:] if not w.startswith("-")]

@@ -14,21 +14,25 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC
 
 from idf_nvs_secure import __version__
-from idf_nvs_secure.artifacts import plan_for_project
-from idf_nvs_secure.bundle import (DEFAULT_SOURCE_DATE_EPOCH, BundleFile, build_zip,
-                                   make_release, write_bundle)
-from idf_nvs_secure.cli import cli
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.build.artifacts import plan_for_project
+from idf_nvs_secure.build.flash_encrypt import decrypt_from_flash, encrypt_for_flash
+from idf_nvs_secure.build.flasher import read_build_outputs
 from idf_nvs_secure.errors import InputError
-from idf_nvs_secure.flash_encrypt import decrypt_from_flash, encrypt_for_flash
-from idf_nvs_secure.flasher import read_build_outputs
 from idf_nvs_secure.formats.nvs_keys import parse_nvs_keys
 from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
-from idf_nvs_secure.keysource import derive_nvs_keys
-from idf_nvs_secure.project import load_project
-
-from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC
+from idf_nvs_secure.inputs.keysource import derive_nvs_keys
+from idf_nvs_secure.inputs.project import load_project
+from idf_nvs_secure.release.bundle import (
+    DEFAULT_SOURCE_DATE_EPOCH,
+    BundleFile,
+    build_zip,
+    make_release,
+    write_bundle,
+)
 
 SECRET = "5a" * 32
 ENV = {"MASTER": SECRET}

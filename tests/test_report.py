@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from idf_nvs_secure.artifacts import plan_for_project
-from idf_nvs_secure.cli import cli
-from idf_nvs_secure.formats.nvs_image import NvsEntry
-from idf_nvs_secure.nvs_yaml import NvsValues
-from idf_nvs_secure.project import load_project
-from idf_nvs_secure.report import MASK, build_report, measure_fill, render_report_html
-
 from fixture_projects import ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.build.artifacts import plan_for_project
+from idf_nvs_secure.formats.nvs_image import NvsEntry
+from idf_nvs_secure.inputs.nvs_yaml import NvsValues
+from idf_nvs_secure.inputs.project import load_project
+from idf_nvs_secure.views.report import (
+    MASK,
+    build_report,
+    measure_fill,
+    render_report_html,
+)
 
 ENV = {"MASTER": "11" * 32, "PW": "hunter2-secret"}
 FILES = {

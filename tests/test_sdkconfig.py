@@ -13,15 +13,15 @@ from pathlib import Path
 import kconfiglib
 import pytest
 
-from idf_nvs_secure.chips import CHIPS, get_chip, soc_symbols
-from idf_nvs_secure.errors import InputError
-from idf_nvs_secure.sdkconfig import (
+from idf_nvs_secure.config.chips import CHIPS, get_chip, soc_symbols
+from idf_nvs_secure.config.sdkconfig import (
     find_config_inputs,
     model_kconfig_text,
     model_symbol_names,
     parse_sdkconfig_text,
     read_config,
 )
+from idf_nvs_secure.errors import InputError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sdkconfig"
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import CapacityError, InputError
@@ -67,9 +66,9 @@ from .nvs_layout import (
     PAGE_STATE_FULL,
     PRIMITIVE_FORMATS,
     STR_LEN_MAX_SIZE,
+    NvsEntry,
     entry_bitmap,
 )
-from .nvs_reader import NvsImage, NvsItem, NvsPageInfo, NvsProblem, image_to_json, parse_nvs_image
 from .xts import xts_encrypt_runs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,52 +86,12 @@ __all__ = [
     "validate_entry",
     "usable_pages",
     "build_nvs_image",
-    "NvsImage",
-    "NvsItem",
-    "NvsPageInfo",
-    "NvsProblem",
-    "parse_nvs_image",
-    "image_to_json",
 ]
 
 #: Smallest partition: one page (read-only NVS, as nvs_partition_gen.py's check_size).
 MIN_PARTITION_SIZE = PAGE_SIZE
 #: Smallest read/write partition: two data pages plus the reserved page.
 MIN_READ_WRITE_SIZE = 3 * PAGE_SIZE
-
-
-@dataclass(frozen=True, init=False)
-class NvsEntry:
-    """One key/value pair to store, in image order.
-
-    ``type`` is a key of :data:`NVS_TYPES`; ``value`` is an ``int`` for u8..i64, a
-    ``float`` (or ``int``) for float/double, a ``str`` for string (without the NUL the
-    image adds) and ``bytes`` for blob.  ``file``/``line``/``col`` say where the entry
-    was written in the user's input, for error messages; they take no part in equality.
-    Construction does not validate: :func:`validate_entry` and the builder do.
-    """
-
-    namespace: str
-    key: str
-    type: str
-    value: int | float | str | bytes
-    file: str | None = field(default=None, compare=False)
-    line: int | None = field(default=None, compare=False)
-    col: int | None = field(default=None, compare=False)
-
-    def __init__(self, namespace: str, key: str, type: str,  # noqa: A002 - the field's name
-                 value: int | float | str | bytes, file: str | None = None,
-                 line: int | None = None, col: int | None = None) -> None:
-        # The generated frozen __init__ calls object.__setattr__ once per field; writing
-        # the instance dict directly is 2.5x faster, which matters for batch builds.
-        fields = self.__dict__
-        fields["namespace"] = namespace
-        fields["key"] = key
-        fields["type"] = type
-        fields["value"] = value
-        fields["file"] = file
-        fields["line"] = line
-        fields["col"] = col
 
 
 def _error(entry: NvsEntry, message: str, cls: type[InputError] = InputError,

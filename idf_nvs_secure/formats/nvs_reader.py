@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Union
 
 from ..errors import FormatError
 from .nvs_layout import (
+    BLOB_MAX_SIZE,
     CHUNK_ANY,
     ENTRIES_PER_PAGE,
     ENTRY_DATA_OFFSET,
@@ -37,7 +38,6 @@ from .nvs_layout import (
     ITEM_TYPE_SZ,
     ITEM_TYPE_U8,
     ITEM_VARLEN,
-    BLOB_MAX_SIZE,
     NS_ANY,
     NS_INDEX,
     NVS_VERSION_1,
@@ -52,6 +52,7 @@ from .nvs_layout import (
     PAGE_STATE_UNINITIALIZED,
     PRIMITIVE_FORMATS,
     TYPE_NAMES,
+    NvsEntry,
     item_crc,
     nvs_crc32,
     page_header_crc,
@@ -59,7 +60,6 @@ from .nvs_layout import (
 from .xts import xts_decrypt_units
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .nvs_image import NvsEntry
     from .nvs_keys import NvsKeys
 
 __all__ = [
@@ -97,8 +97,6 @@ class NvsItem:
 
     def to_entry(self) -> "NvsEntry":
         """The model entry this item stores (for round trips and rebuilding)."""
-        from .nvs_image import NvsEntry
-
         return NvsEntry(self.namespace, self.key, self.type, self.value)
 
 

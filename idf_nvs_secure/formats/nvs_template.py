@@ -22,9 +22,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .nvs_image import NvsEntry, build_nvs_image
-from .nvs_layout import (ENTRY_DATA_OFFSET, ENTRY_SIZE, ITEM, ITEM_TYPE_BLOB,
-                         ITEM_TYPE_BLOB_DATA, ITEM_TYPE_SZ, ITEM_VARLEN, NS_INDEX, NVS_TYPES,
-                         PAGE_SIZE, PRIMITIVE_FORMATS)
+from .nvs_layout import (
+    ENTRY_DATA_OFFSET,
+    ENTRY_SIZE,
+    ITEM,
+    ITEM_TYPE_BLOB,
+    ITEM_TYPE_BLOB_DATA,
+    ITEM_TYPE_SZ,
+    ITEM_VARLEN,
+    NS_INDEX,
+    NVS_TYPES,
+    PAGE_SIZE,
+    PRIMITIVE_FORMATS,
+)
 from .nvs_reader import parse_nvs_image
 from .xts import xts_encrypt_units
 

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from idf_nvs_secure.formats.nvs_image import NvsEntry, build_nvs_image
-from idf_nvs_secure.keysource import derive_nvs_keys
+from idf_nvs_secure.inputs.keysource import derive_nvs_keys
 
 PARTITION_SIZE = 0x6000
 NAMESPACE = "factory"

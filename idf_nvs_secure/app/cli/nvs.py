@@ -1,0 +1,165 @@
+"""``idf-nvs-secure nvs``: build and dump NVS partition images (plain or encrypted)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from ...errors import InputError
+from ...formats.nvs_image import (
+    MIN_READ_WRITE_SIZE,
+    PAGE_SIZE,
+    NvsEntry,
+    build_nvs_image,
+)
+from ...formats.nvs_reader import NvsImage
+from ...fsutil import read_input_text, write_atomic
+from ...inputs.nvs_csv import parse_nvs_csv
+from ...inputs.nvs_yaml import format_nvs_values_yaml, load_nvs_values
+from ...inputs.partition_csv import parse_size
+from ...inputs.schemas import schema_path
+from .params import load_keys
+
+
+def _load_csv(path: Path) -> list[NvsEntry]:
+    return parse_nvs_csv(read_input_text(path), filename=str(path), base_dir=path.parent)
+
+
+def _load_yaml(path: Path) -> list[NvsEntry]:
+    return load_nvs_values([path], env=os.environ).entries
+
+
+#: Values file suffix -> loader.  Add a loader here to accept another input format.
+VALUE_LOADERS: dict[str, Callable[[Path], list[NvsEntry]]] = {
+    ".csv": _load_csv,
+    ".yaml": _load_yaml,
+    ".yml": _load_yaml,
+}
+
+
+def load_values(path: Path) -> list[NvsEntry]:
+    """Read a values file into entries, choosing the reader by the file's suffix."""
+    loader = VALUE_LOADERS.get(path.suffix.lower())
+    if loader is None:
+        raise InputError(
+            f"unsupported values file type {path.suffix or '(none)'!r}; expected "
+            + " or ".join(sorted(VALUE_LOADERS)),
+            file=str(path),
+        )
+    return loader(path)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except InputError as exc:
+        raise InputError(f"--size: {exc.message}", hint=exc.hint) from None
+
+
+@click.group("nvs")
+def nvs_group() -> None:
+    """Build and inspect NVS partition images (ESP-IDF nvs_partition_gen.py compatible)."""
+
+
+@nvs_group.command("build")
+@click.argument("values", type=click.Path(path_type=Path))
+@click.option("--size", "size_text", required=True,
+              help="Partition size in bytes: decimal, 0x hex, or with K/M (0x6000, 24K).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Image file to write.")
+@click.option("--keys", "keys_path", type=click.Path(path_type=Path),
+              help="nvs_keys partition image: encrypt the entries with its keys.")
+@click.option("--format-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="NVS format: 2 = multi-page blobs (ESP-IDF >= v4.0), 1 = single-page blobs.")
+def build_cmd(values: Path, size_text: str, output: Path, keys_path: Path | None,
+              format_version: str) -> None:
+    """Build an NVS partition image from VALUES (values YAML, or nvs_partition_gen.py CSV)."""
+    size = _size(size_text)
+    keys = load_keys(keys_path)
+    entries = load_values(values)
+    image = build_nvs_image(entries, size, version=int(format_version), keys=keys)
+    write_atomic(output, image)
+    pages = size // PAGE_SIZE
+    used = sum(1 for page in range(pages)
+               if image[page * PAGE_SIZE: page * PAGE_SIZE + 4] != b"\xff\xff\xff\xff")
+    how = f"encrypted with keys {keys.fingerprint}" if keys is not None else "not encrypted"
+    layout = " (read-only NVS layout: under 0x3000 bytes)" if size < MIN_READ_WRITE_SIZE else ""
+    click.echo(f"wrote {output}: {len(entries)} entries, {used} of {pages} pages used{layout}, "
+               f"format version {format_version}, {how}")
+
+
+def _shorten(value: object, limit: int = 48) -> str:
+    if isinstance(value, bytes):
+        text = value.hex()
+        more = f"... ({len(value)} bytes)" if len(text) > limit else f" ({len(value)} bytes)"
+        return text[:limit] + more
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        if len(text) > limit:
+            return text[:limit] + f'..." ({len(value.encode("utf-8"))} bytes)'
+        return text
+    return repr(value)
+
+
+def _listing(image: NvsImage, name: str) -> str:
+    initialised = [p for p in image.pages if p.state != "UNINITIALIZED"]
+    version = f", format version {image.version}" if image.version else ""
+    lines = [f"{name}: {len(image.pages)} pages ({len(initialised)} in use){version}, "
+             f"{'decrypted' if image.encrypted else 'plain'}"]
+    by_namespace: dict[str, list] = {ns: [] for ns in image.namespaces}
+    for item in image.entries:
+        by_namespace.setdefault(item.namespace, []).append(item)
+    for namespace, items in by_namespace.items():
+        lines.append(f"namespace {namespace}")
+        width = max((len(item.key) for item in items), default=0)
+        for item in items:
+            lines.append(f"  {item.key:<{width}}  {item.type:<6}  {_shorten(item.value)}")
+    return "\n".join(lines)
+
+
+def _csv_file_refs(text: str) -> dict[tuple[str, str], str]:
+    """(namespace, key) -> file path of the CSV's ``file`` rows, to keep them as files."""
+    refs: dict[tuple[str, str], str] = {}
+    namespace = ""
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) < 2 or row[0].startswith("#"):
+            continue
+        key, kind = row[0].strip(), row[1].strip()
+        if kind == "namespace":
+            namespace = key
+        elif kind == "file" and len(row) >= 4:
+            refs[(namespace, key)] = row[3].strip()
+    return refs
+
+
+@nvs_group.command("convert")
+@click.argument("source", metavar="VALUES.csv", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Values YAML to write.")
+def convert_cmd(source: Path, output: Path) -> None:
+    """Convert nvs_partition_gen.py CSV values into a values YAML file.
+
+    Entries keep their order and types; ``file`` rows stay file references (resolved
+    relative to the new YAML file), so ``nvs build`` gives the same image from both.
+    """
+    text = read_input_text(source)
+    entries = parse_nvs_csv(text, filename=str(source), base_dir=source.parent)
+    namespaces: dict[str, dict[str, NvsEntry]] = {}
+    for entry in entries:
+        namespaces.setdefault(entry.namespace, {})[entry.key] = entry
+    refs = {k: os.path.relpath(source.parent / path, output.parent or Path("."))
+            for k, path in _csv_file_refs(text).items()}
+    yaml_text = format_nvs_values_yaml(
+        namespaces, files=refs,
+        schema_line=f"# yaml-language-server: $schema={schema_path('nvs_values')}")
+    write_atomic(output, yaml_text.encode("utf-8"))
+    click.echo(f"wrote {output} ({len(entries)} entries in {len(namespaces)} namespaces)")
+
+
+commands = [nvs_group]

@@ -1,0 +1,37 @@
+"""Option types and small readers shared by the CLI modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ...errors import NvsSecureError
+from ...formats.nvs_keys import NvsKeys, parse_nvs_keys
+from ...fsutil import read_input_bytes
+
+__all__ = ["AnyInt", "load_keys"]
+
+
+class AnyInt(click.ParamType):
+    """An integer in decimal or 0x hex (like gen_esp32part.py's --offset)."""
+
+    name = "int"
+
+    def convert(self, value, param, ctx):  # noqa: D102
+        if isinstance(value, int):
+            return value
+        try:
+            return int(value, 0)
+        except ValueError:
+            self.fail(f"{value!r} is not a number (decimal or 0x hex)", param, ctx)
+
+
+def load_keys(path: Path | None) -> NvsKeys | None:
+    """The keys in an nvs_keys partition file, errors located at it (key bytes never shown)."""
+    if path is None:
+        return None
+    try:
+        return parse_nvs_keys(read_input_bytes(path))
+    except NvsSecureError as exc:
+        raise exc.located(file=str(path)) from None

@@ -1,0 +1,179 @@
+"""``idf-nvs-secure partitions``: build and show ESP-IDF partition tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ...errors import NvsSecureError
+from ...formats.partition_table import (
+    DEFAULT_TABLE_OFFSET,
+    PartitionTable,
+    build_partition_table,
+    format_size,
+    parse_flash_size,
+    parse_partition_table,
+    validate_partition_table,
+)
+from ...fsutil import read_input_bytes, read_input_text, write_atomic
+from ...inputs.partition_csv import (
+    format_partition_csv,
+    partition_spec_reader,
+    place_partitions,
+)
+from ...inputs.partitions_yaml import format_partitions_yaml, read_partition_source
+from ...inputs.schemas import schema_path
+from .params import AnyInt
+
+
+def _location_options(default_offset: int | None):
+    def decorate(command):
+        for option in reversed([
+            click.option("--offset", type=AnyInt(), default=default_offset,
+                         help="Flash offset of the table (CONFIG_PARTITION_TABLE_OFFSET); "
+                              f"default {'0x8000' if default_offset else '0x8000, or from a .bin'}."),
+            click.option("--flash-size", help="Check that the partitions fit, e.g. 4MB."),
+            click.option("--primary-bootloader-offset", type=AnyInt(),
+                         help="CONFIG_BOOTLOADER_OFFSET_IN_FLASH, for bootloader entries."),
+            click.option("--recovery-bootloader-offset", type=AnyInt(),
+                         help="CONFIG_BOOTLOADER_RECOVERY_OFFSET, for a recovery bootloader."),
+        ]):
+            command = option(command)
+        return command
+    return decorate
+
+
+def _load(path: Path, offset: int | None, flash_size: str | None,
+          primary_bootloader_offset: int | None,
+          recovery_bootloader_offset: int | None, *, allow_bin: bool) -> PartitionTable:
+    """Read a partition source (.csv, ...) or, when ``allow_bin``, a built table."""
+    size = parse_flash_size(flash_size) if flash_size else None
+    if allow_bin and path.suffix.lower() == ".bin":
+        try:
+            table = parse_partition_table(read_input_bytes(path), offset=offset)
+            validate_partition_table(table, flash_size=size)
+        except NvsSecureError as exc:
+            raise exc.located(file=str(path)) from None
+        return table
+    reader = partition_spec_reader(str(path))  # before reading: a .bin is not text
+    if path.suffix.lower() in (".yaml", ".yml"):  # the file may carry offset and flash size
+        return read_partition_source(read_input_text(path), str(path), table_offset=offset,
+                                     flash_size=size).table
+    specs = reader(read_input_text(path), filename=str(path))
+    return place_partitions(specs, table_offset=DEFAULT_TABLE_OFFSET if offset is None else offset,
+                            flash_size=size, primary_bootloader_offset=primary_bootloader_offset,
+                            recovery_bootloader_offset=recovery_bootloader_offset)
+
+
+@click.group("partitions")
+def partitions_group() -> None:
+    """Build and inspect ESP-IDF partition tables (gen_esp32part.py compatible)."""
+
+
+@partitions_group.command("build")
+@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Binary partition table to write (0xC00 bytes).")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path),
+              help="Also write the canonical CSV (as gen_esp32part.py writes it from the .bin).")
+@click.option("--no-md5", is_flag=True, help="Leave out the MD5 entry (CONFIG_PARTITION_TABLE_MD5=n).")
+@_location_options(None)
+def build_cmd(source: Path, output: Path, csv_out: Path | None, no_md5: bool, offset: int | None,
+              flash_size: str | None, primary_bootloader_offset: int | None,
+              recovery_bootloader_offset: int | None) -> None:
+    """Build the binary partition table from INPUT (.csv or .yaml), byte-exact with ESP-IDF.
+
+    Nothing is written unless the whole table is valid.
+    """
+    table = _load(source, offset, flash_size, primary_bootloader_offset,
+                  recovery_bootloader_offset, allow_bin=False)
+    try:
+        blob = build_partition_table(table, md5=not no_md5)
+    except NvsSecureError as exc:
+        raise exc.located(file=str(source)) from None
+    write_atomic(output, blob)
+    if csv_out is not None:
+        write_atomic(csv_out, format_partition_csv(table).encode("utf-8"))
+    click.echo(f"wrote {output} ({len(table.partitions)} partitions, table at 0x{table.offset:x})")
+
+
+def _as_json(table: PartitionTable) -> dict:
+    return {"table_offset": table.offset,
+            "partitions": [{"name": p.name, "type": p.type_name, "subtype": p.subtype_name,
+                            "offset": p.offset, "size": p.size, "flags": list(p.flags)}
+                           for p in table.partitions]}
+
+
+def _as_text(table: PartitionTable) -> str:
+    header = ("Name", "Type", "SubType", "Offset", "Size", "", "Flags")
+    rows = [header] + [(p.name, str(p.type_name), str(p.subtype_name), f"0x{p.offset:x}",
+                        f"0x{p.size:x}", f"({format_size(p.size)})", ":".join(p.flags))
+                       for p in table.partitions]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"Partition table at 0x{table.offset:x}, {len(table.partitions)} partitions, "
+             f"ending at 0x{table.end:x}"]
+    lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+              for row in rows]
+    return "\n".join(lines)
+
+
+@partitions_group.command("show")
+@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True,
+              help='Print JSON: {"table_offset": int, "partitions": [{"name": str, "type": '
+                   'str|int, "subtype": str|int, "offset": int, "size": int, "flags": [str]}]}; '
+                   "type and subtype are names where ESP-IDF has one, else numbers; offset and "
+                   "size in bytes; flags from encrypted, readonly.")
+@click.option("--svg", "svg_out", type=click.Path(path_type=Path),
+              help="Also draw the flash map to scale as an SVG file.")
+@_location_options(None)
+def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | None,
+             primary_bootloader_offset: int | None, recovery_bootloader_offset: int | None,
+             svg_out: Path | None = None) -> None:
+    """Show the partitions of INPUT: a source (.csv) placed as for a build, or a built .bin.
+
+    Errors in INPUT are reported as for a build; --flash-size also checks the fit.
+    """
+    table = _load(source, offset, flash_size, primary_bootloader_offset,
+                  recovery_bootloader_offset, allow_bin=True)
+    click.echo(json.dumps(_as_json(table), indent=2) if as_json else _as_text(table))
+    if svg_out is not None:
+        from ...views.flashmap import layout_flash_map, render_flash_map_svg
+
+        size = parse_flash_size(flash_size) if flash_size else None
+        flash_map = layout_flash_map(table, flash_size=size, title=f"Flash map: {source.name}")
+        write_atomic(svg_out, render_flash_map_svg(flash_map).encode("utf-8"))
+
+
+@partitions_group.command("convert")
+@click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="partitions.yaml or .csv to write (the other kind than INPUT).")
+@click.option("--offset", type=AnyInt(), default=None,
+              help="Table offset to record (CSV to YAML); default 0x8000.")
+@click.option("--flash-size", help="Flash size to record in the YAML, e.g. 4MB.")
+def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str | None) -> None:
+    """Convert between an ESP-IDF partitions CSV and partitions.yaml, losslessly.
+
+    CSV to YAML keeps the rows as written (offsets left empty stay automatic); YAML to
+    CSV writes the placed table as gen_esp32part.py would.  Both give the same binary.
+    """
+    size = parse_flash_size(flash_size) if flash_size else None
+    parsed = read_partition_source(read_input_text(source), str(source), table_offset=offset,
+                                   flash_size=size)
+    if output.suffix.lower() in (".yaml", ".yml"):
+        text = format_partitions_yaml(
+            parsed.specs, table_offset=parsed.table.offset, flash_size=parsed.flash_size,
+            nvs_keys_for=parsed.nvs_keys_for,
+            schema_line=f"# yaml-language-server: $schema={schema_path('partitions')}")
+    elif output.suffix.lower() == ".csv":
+        text = format_partition_csv(parsed.table)
+    else:
+        raise NvsSecureError("output must end in .yaml, .yml or .csv", file=str(output))
+    write_atomic(output, text.encode("utf-8"))
+    click.echo(f"wrote {output} ({len(parsed.table.partitions)} partitions)")
+
+
+commands = [partitions_group]

@@ -1,0 +1,135 @@
+"""``idf-nvs-secure build`` and ``config show``: a whole project, per product."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ...build.artifacts import build_artifacts, plan_for_project
+from ...fsutil import write_atomic
+from ...inputs.project import load_project, resolve_project
+
+PROJECT_DIR = click.argument("project_dir", required=False, default=".",
+                             type=click.Path(path_type=Path))
+PRODUCT = click.option("--product", help="Product from nvs_secure.yaml (default: "
+                       "default_product).")
+
+
+def _describe_value(entry, secret: bool, show_secrets: bool) -> object:
+    if secret and not show_secrets:
+        return "****"
+    if isinstance(entry.value, (bytes, bytearray)):
+        return {"hex": bytes(entry.value).hex()} if len(entry.value) <= 32 else {
+            "bytes": len(entry.value), "sha256": hashlib.sha256(entry.value).hexdigest()}
+    return entry.value
+
+
+@click.command("build")
+@PROJECT_DIR
+@PRODUCT
+@click.option("-o", "--out-dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write (default: build/nvs_secure/<product>).")
+@click.option("--sdkconfig", type=click.Path(path_type=Path), help="Use this sdkconfig.")
+@click.option("--keystore", type=click.Path(path_type=Path), default=None,
+              help="Where keys of source 'generate' are kept (default: <out-dir>/../keys).")
+def build_cmd(project_dir: Path, product: str | None, out_dir: Path | None,
+              sdkconfig: Path | None, keystore: Path | None) -> None:
+    """Build the partition table, NVS images and keys of a project's product."""
+    project = load_project(project_dir)
+    resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig)
+    for d in plan.diagnostics:
+        click.echo(f"{d.severity}: {d.message}", err=True)
+    if any(d.severity == "error" for d in plan.diagnostics):
+        raise click.exceptions.Exit(1)
+    label = resolved.product_label
+    out_dir = out_dir or project.root / "build" / "nvs_secure" / label
+    build = build_artifacts(resolved, plan, keystore=keystore or out_dir.parent / "keys")
+    for note in build.notes:
+        click.echo(f"note: {note}", err=True)
+    for artifact in build.artifacts:  # everything is built before anything is written
+        write_atomic(out_dir / artifact.name, artifact.data,
+                     mode=0o600 if artifact.secret else 0o644)
+        where = f" at 0x{artifact.offset:x}" if artifact.offset is not None else ""
+        note = f" ({artifact.note})" if artifact.note else ""
+        click.echo(f"wrote {out_dir / artifact.name}: {artifact.kind}{where}{note}")
+
+
+@click.group("config")
+def config_group() -> None:
+    """Inspect the project file."""
+
+
+@config_group.command("show")
+@PROJECT_DIR
+@PRODUCT
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--show-secrets", is_flag=True, help="Do not mask secret values.")
+def config_show_cmd(project_dir: Path, product: str | None, as_json: bool,
+                    show_secrets: bool) -> None:
+    """Print the merged, resolved configuration (secrets masked)."""
+    project = load_project(project_dir)
+    resolved = resolve_project(project, product)
+
+    def rel(p: Path) -> str:
+        return os.path.relpath(p, project.root)
+
+    data = {
+        "project": rel(project.file),
+        "product": resolved.product,
+        "products": list(project.products),
+        "partitions": {
+            "file": rel(project.partitions_file),
+            "table_offset": resolved.table.offset,
+            "entries": [{"name": p.name, "type": p.type_name, "subtype": p.subtype_name,
+                         "offset": p.offset, "size": p.size, "flags": list(p.flags)}
+                        for p in resolved.table.partitions],
+            "nvs_keys_pairs": resolved.nvs_keys_pairs,
+        },
+        "nvs": {
+            name: {
+                "values_files": [rel(p) for p in vals.files],
+                "inputs": [rel(p) for p in vals.inputs],
+                "format_version": resolved.format_versions[name],
+                "keys": {"source": resolved.keys[name].source,
+                         **({"file": rel(resolved.keys[name].file)}
+                            if resolved.keys[name].file else {})},
+                "values": {ns: {key: {"type": e.type,
+                                      "value": _describe_value(e, (ns, key) in vals.secrets,
+                                                               show_secrets)}
+                                for key, e in keys.items()}
+                           for ns, keys in vals.namespaces.items()},
+            }
+            for name, vals in resolved.values.items()
+        },
+        "master_secret": None if resolved.master_secret is None else {
+            k: v for k, v in (("env", resolved.master_secret.env),
+                              ("file", str(resolved.master_secret.file)
+                               if resolved.master_secret.file else None),
+                              ("development_default", "****" if
+                               resolved.master_secret.development_default else None)) if v},
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"project {data['project']}, product {data['product'] or '(none)'}"
+               f" (products: {', '.join(data['products']) or 'none'})")
+    click.echo(f"partition table {data['partitions']['file']} at "
+               f"0x{data['partitions']['table_offset']:x}:")
+    for p in data["partitions"]["entries"]:
+        flags = f" [{', '.join(p['flags'])}]" if p["flags"] else ""
+        click.echo(f"  {p['name']:<16} {p['type']}/{p['subtype']:<10} 0x{p['offset']:06x} "
+                   f"0x{p['size']:x}{flags}")
+    for name, nvs in data["nvs"].items():
+        click.echo(f"NVS partition {name}: keys {nvs['keys']['source']}, values from "
+                   f"{', '.join(nvs['values_files']) or '(none)'}")
+        for ns, keys in nvs["values"].items():
+            click.echo(f"  {ns}:")
+            for key, item in keys.items():
+                click.echo(f"    {key} ({item['type']}): {item['value']}")
+
+
+commands = [build_cmd, config_group]

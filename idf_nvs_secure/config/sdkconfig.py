@@ -1,0 +1,558 @@
+"""Find and read an ESP-IDF project's configuration, resolved with Kconfig semantics.
+
+Which files are read (the first that applies wins):
+
+1. ``sdkconfig=`` (the CLI's ``--sdkconfig FILE``): that file; a ``.json`` file is read
+   as a resolved ``sdkconfig.json``, anything else as an sdkconfig.
+2. ``<build>/config/sdkconfig.json`` when it is at least as new as every file that
+   would otherwise be read (sdkconfig, else the defaults files): ESP-IDF's build wrote
+   it from the complete Kconfig tree, so it is the most faithful record.  An older one
+   is ignored, with a note.
+3. ``sdkconfig`` in the project directory.
+4. The defaults chain alone, as ESP-IDF's tools/cmake/project.cmake builds it: the
+   files named in ``SDKCONFIG_DEFAULTS`` (semicolon-separated, relative to the project
+   directory; a missing one is an error, as in ESP-IDF) or else ``sdkconfig.defaults``
+   when it exists; after each such file its ``<file>.<target>`` companion when it
+   exists (tools/cmake/kconfig.cmake).
+
+As ESP-IDF's kconfgen does, the defaults chain is applied first and an sdkconfig (2, 3)
+on top of it (kconfiglib ``load_config(replace=False)``), so symbols the sdkconfig does
+not mention get their values from the defaults.
+
+The target follows tools/cmake/targets.cmake: ``IDF_TARGET`` in the environment, else
+``CONFIG_IDF_TARGET`` in the sdkconfig, else in the first defaults file naming one, else
+``esp32``.  ESP-IDF refuses to build when the environment and the sdkconfig disagree;
+then the sdkconfig's target is used (its values were made for it) and the mismatch is
+reported (:attr:`ResolvedConfig.env_target`).
+
+Values are evaluated by kconfiglib against the Kconfig model shipped in
+``data/nvs_secure.Kconfig`` plus a target block generated from :mod:`.chips`.  When the
+injected environment has ``IDF_PATH``, ESP-IDF's own Kconfig tree is tried first; its
+newer syntax may be beyond kconfiglib, so on any failure the shipped model is used and
+one note says why.  The environment is an injected mapping; the process environment is
+only touched (briefly, under a lock) while kconfiglib parses ESP-IDF's tree, which
+reads ``$IDF_TARGET``-style references from ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ..errors import InputError
+from ..fsutil import read_input_text
+from ._kconfiglib import kconfiglib
+from .chips import CHIPS, DEFAULT_TARGET, SOC_SYMBOLS, get_chip, soc_symbols
+
+__all__ = [
+    "Assignment",
+    "ConfigInputs",
+    "ConfigWarning",
+    "ResolvedConfig",
+    "RENAMED_SYMBOLS",
+    "find_config_inputs",
+    "read_config",
+    "evaluate_config",
+    "parse_sdkconfig_text",
+    "parse_sdkconfig_json",
+    "model_kconfig_text",
+    "model_symbol_names",
+]
+
+#: Deprecated names ESP-IDF still accepts for symbols of the model
+#: (components/bootloader/sdkconfig.rename).
+RENAMED_SYMBOLS: dict[str, str] = {
+    "FLASH_ENCRYPTION_ENABLED": "SECURE_FLASH_ENC_ENABLED",
+    "FLASH_ENCRYPTION_INSECURE": "SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT",
+}
+
+#: Symbols ESP-IDF's own Kconfig tree must define for its result to be used.
+_REQUIRED_IN_IDF_TREE = ("IDF_TARGET", "NVS_ENCRYPTION", "SECURE_FLASH_ENC_ENABLED",
+                         "PARTITION_TABLE_OFFSET")
+
+_SET_RE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
+_UNSET_RE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
+_TARGET_LINE_RE = re.compile(r'^CONFIG_IDF_TARGET="([^"]+)"$')
+_DEFINED_AT_RE = re.compile(r" \(defined at [^)]*\)")
+_WARN_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): warning: (?P<msg>.*)$")
+_ENV_LOCK = threading.Lock()
+
+Value = bool | int | str | None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``CONFIG_NAME=value`` (or ``# CONFIG_NAME is not set``) line.
+
+    ``name`` has no ``CONFIG_`` prefix and deprecated names are already renamed;
+    ``value`` is the text after ``=`` with string quotes removed, ``"n"`` for the
+    "is not set" form.  ``file`` is the display path, ``line`` is 1-based.
+    """
+
+    name: str
+    value: str
+    file: str
+    line: int
+
+    @property
+    def text(self) -> str:
+        """The assignment as a user would write it, for messages."""
+        return f"CONFIG_{self.name}={self.value}"
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """A problem in a configuration file that kconfiglib reported (already located)."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class ConfigInputs:
+    """Which configuration files describe a project, and in which order they apply.
+
+    ``kind`` is ``"sdkconfig.json"``, ``"sdkconfig"``, ``"defaults"`` or ``"none"``.
+    ``config`` is the sdkconfig or sdkconfig.json that is read (None for the last two).
+    ``defaults`` is ESP-IDF's defaults list (before ``.<target>`` companions are added).
+    """
+
+    project_dir: Path
+    kind: str
+    config: Path | None
+    defaults: tuple[Path, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A project's configuration, resolved the way ESP-IDF resolves it.
+
+    ``values`` maps every symbol of the model (no ``CONFIG_`` prefix) to a bool for
+    bool symbols, an int for int/hex symbols, a str for string symbols, or None when
+    ESP-IDF would not write the symbol (its dependencies are not met).
+    ``requested`` holds the last assignment of each model symbol found in the files
+    (empty for a resolved sdkconfig.json), to tell what the user asked for from what
+    came out.  ``dependencies`` maps each user-settable (prompted) model symbol to its
+    dependency expression in Kconfig syntax (``"y"`` when it has none); ``choices``
+    maps each choice member to its choice's name.  ``requested`` is ordered by when
+    each symbol was last assigned.  ``loaded`` lists display paths of the files applied, in order.
+    """
+
+    target: str
+    target_source: str
+    env_target: str | None
+    kind: str
+    values: Mapping[str, Value]
+    requested: Mapping[str, Assignment] = field(default_factory=dict)
+    dependencies: Mapping[str, str] = field(default_factory=dict)
+    choices: Mapping[str, str] = field(default_factory=dict)
+    loaded: tuple[str, ...] = ()
+    model: str = "shipped"
+    warnings: tuple[ConfigWarning, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+# --- reading files -------------------------------------------------------------------
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return kconfiglib.unescape(value[1:-1])
+    return value
+
+
+def parse_sdkconfig_text(text: str, *, filename: str = "<sdkconfig>") -> list[Assignment]:
+    """The assignments in sdkconfig text, in file order (renames applied).
+
+    Blank lines, comments and malformed lines are skipped here; kconfiglib reports
+    malformed lines when the text is evaluated.
+    """
+    out: list[Assignment] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        match = _SET_RE.match(line)
+        if match:
+            name, value = match.group(1), _unquote(match.group(2))
+        else:
+            match = _UNSET_RE.match(line)
+            if not match:
+                continue
+            name, value = match.group(1), "n"
+        out.append(Assignment(RENAMED_SYMBOLS.get(name, name), value, filename, lineno))
+    return out
+
+
+def parse_sdkconfig_json(text: str, *, filename: str = "sdkconfig.json") -> dict[str, object]:
+    """A build's ``config/sdkconfig.json``: symbol name (no prefix) to JSON value."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", file=filename, line=exc.lineno,
+                         col=exc.colno) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object of CONFIG values", file=filename)
+    return data
+
+
+def _loadable_text(text: str) -> str:
+    """sdkconfig text as kconfiglib should see it: renames applied and, as ESP-IDF's
+    kconfgen does, ``CONFIG_X=`` turned into ``# CONFIG_X is not set``.  One line in,
+    one line out, so kconfiglib's line numbers stay right."""
+    lines = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        match = _SET_RE.match(line) or _UNSET_RE.match(line)
+        if match and match.group(1) in RENAMED_SYMBOLS:
+            raw = raw.replace(f"CONFIG_{match.group(1)}", f"CONFIG_{RENAMED_SYMBOLS[match.group(1)]}", 1)
+            line = raw.strip()
+        set_match = _SET_RE.match(line)
+        if set_match and set_match.group(2) == "":
+            raw = f"# CONFIG_{set_match.group(1)} is not set"
+        lines.append(raw)
+    return "\n".join(lines) + "\n"
+
+
+def _display(path: Path, project_dir: Path) -> str:
+    try:
+        return path.resolve().relative_to(project_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _target_in(text: str) -> str | None:
+    """``CONFIG_IDF_TARGET`` as ESP-IDF's CMake finds it (an exact quoted line)."""
+    for line in text.splitlines():
+        match = _TARGET_LINE_RE.match(line.strip())
+        if match:
+            return match.group(1)
+    return None
+
+
+def _defaults_list(project_dir: Path, env: Mapping[str, str]) -> tuple[Path, ...]:
+    listed = env.get("SDKCONFIG_DEFAULTS", "")
+    if listed:
+        paths = []
+        for item in (part.strip() for part in listed.split(";")):
+            if not item:
+                continue
+            path = Path(item) if Path(item).is_absolute() else project_dir / item
+            if not path.is_file():
+                raise InputError(
+                    f"SDKCONFIG_DEFAULTS names {item!r}, which does not exist",
+                    file=str(path),
+                    hint="ESP-IDF stops on this too; fix or unset SDKCONFIG_DEFAULTS "
+                         "(paths are relative to the project directory)")
+            paths.append(path)
+        return tuple(paths)
+    plain = project_dir / "sdkconfig.defaults"
+    return (plain,) if plain.is_file() else ()
+
+
+def find_config_inputs(project_dir: Path, *, sdkconfig: Path | None = None,
+                       env: Mapping[str, str] | None = None,
+                       build_dir: Path | None = None) -> ConfigInputs:
+    """Decide which configuration files describe ``project_dir`` (see module docstring).
+
+    Raises :class:`InputError` when the project directory or an explicitly named file
+    does not exist, or ``SDKCONFIG_DEFAULTS`` names a missing file.
+    """
+    env = os.environ if env is None else env
+    project_dir = Path(project_dir)
+    if not project_dir.is_dir():
+        raise InputError("project directory not found", file=str(project_dir))
+    defaults = _defaults_list(project_dir, env)
+    if sdkconfig is not None:
+        sdkconfig = Path(sdkconfig)
+        if not sdkconfig.is_absolute() and not sdkconfig.exists():
+            sdkconfig = project_dir / sdkconfig
+        if not sdkconfig.is_file():
+            raise InputError("sdkconfig file not found", file=str(sdkconfig))
+        kind = "sdkconfig.json" if sdkconfig.suffix == ".json" else "sdkconfig"
+        return ConfigInputs(project_dir, kind, sdkconfig, defaults)
+    notes: list[str] = []
+    text_config = project_dir / "sdkconfig"
+    resolved = (Path(build_dir) if build_dir else project_dir / "build") / "config" / "sdkconfig.json"
+    if resolved.is_file():
+        inputs = [text_config] if text_config.is_file() else list(defaults)
+        newest = max((p.stat().st_mtime for p in inputs), default=0.0)
+        if resolved.stat().st_mtime >= newest:
+            return ConfigInputs(project_dir, "sdkconfig.json", resolved, defaults)
+        notes.append(f"{_display(resolved, project_dir)} is older than "
+                     f"{_display(inputs[0], project_dir)}; ignored it "
+                     "(`idf.py reconfigure` refreshes it)")
+    if text_config.is_file():
+        return ConfigInputs(project_dir, "sdkconfig", text_config, defaults, tuple(notes))
+    if defaults:
+        return ConfigInputs(project_dir, "defaults", None, defaults, tuple(notes))
+    notes.append("no sdkconfig, build/config/sdkconfig.json or sdkconfig.defaults found; "
+                 "using ESP-IDF's defaults for the target")
+    return ConfigInputs(project_dir, "none", None, (), tuple(notes))
+
+
+# --- the Kconfig model ---------------------------------------------------------------
+
+
+def _target_block(target: str) -> str:
+    """Kconfig text for IDF_TARGET, IDF_TARGET_<CHIP> and the SOC_* capabilities."""
+    chip = get_chip(target)
+    out = ["# generated by idf_nvs_secure.sdkconfig from idf_nvs_secure.chips",
+           "config IDF_TARGET", "    string", f'    default "{chip.name}"', ""]
+    for name in sorted(CHIPS):
+        out += [f"config IDF_TARGET_{name.upper()}", "    bool"]
+        out += ["    default y", ""] if name == chip.name else [""]
+    for sym, present in soc_symbols(chip).items():
+        out += [f"config {sym}", "    bool"] + (["    default y", ""] if present else [""])
+    return "\n".join(out) + "\n"
+
+
+def model_kconfig_text(target: str) -> str:
+    """The complete Kconfig text kconfiglib evaluates for ``target``."""
+    shipped = resources.files("idf_nvs_secure").joinpath("data/nvs_secure.Kconfig")
+    return _target_block(target) + "\n" + shipped.read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def model_symbol_names() -> tuple[str, ...]:
+    """Every symbol the model defines, in definition order (stable across targets)."""
+    names: list[str] = []
+    for line in model_kconfig_text(DEFAULT_TARGET).splitlines():
+        match = re.match(r"\s*(?:menu)?config\s+([A-Z0-9_]+)\s*$", line)
+        if match and match.group(1) not in names:
+            names.append(match.group(1))
+    return tuple(names)
+
+
+@contextmanager
+def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    with _ENV_LOCK:
+        saved = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, old in saved.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old
+
+
+def _load_idf_tree(idf_path: Path, target: str, work: Path) -> kconfiglib.Kconfig:
+    """Parse ESP-IDF's own Kconfig tree the way tools/cmake/kconfig.cmake sets it up."""
+    root = idf_path / "Kconfig"
+    if not root.is_file():
+        raise FileNotFoundError(f"{root} not found")
+    components = sorted(p for p in (idf_path / "components").glob("*") if p.is_dir())
+    lists = {}
+    for key, name in (("COMPONENT_KCONFIGS_SOURCE_FILE", "Kconfig"),
+                      ("COMPONENT_KCONFIGS_PROJBUILD_SOURCE_FILE", "Kconfig.projbuild")):
+        listing = work / f"{name}.sources"
+        listing.write_text("".join(f'source "{c / name}"\n' for c in components
+                                   if (c / name).is_file()), encoding="utf-8")
+        lists[key] = str(listing)
+    env = {"IDF_PATH": str(idf_path), "IDF_TARGET": target, "srctree": str(idf_path),
+           "IDF_TOOLCHAIN": "gcc", "IDF_ENV_FPGA": "", "IDF_INIT_VERSION": "",
+           "IDF_MINIMAL_BUILD": "n", **lists}
+    kconf = kconfiglib.Kconfig.__new__(kconfiglib.Kconfig)
+    with _patched_environ(env):
+        try:
+            kconf.__init__(str(root), warn=True, warn_to_stderr=False)
+        except Exception as exc:
+            # Kconfig.filename/linenr are the parser's position (public attributes).
+            where = getattr(kconf, "filename", None)
+            if where and not isinstance(exc, kconfiglib.KconfigError):
+                raise RuntimeError(f"{where}:{getattr(kconf, 'linenr', '?')}: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+            raise
+    missing = [name for name in _REQUIRED_IN_IDF_TREE if name not in kconf.syms
+               or not kconf.syms[name].nodes]
+    if missing:
+        raise LookupError("it does not define " + ", ".join(missing))
+    return kconf
+
+
+def _load_model(target: str, work: Path, env: Mapping[str, str]) -> tuple[kconfiglib.Kconfig, str, list[str]]:
+    """kconfiglib parsed from ESP-IDF's tree (when IDF_PATH works) or the shipped model."""
+    notes: list[str] = []
+    idf_path = env.get("IDF_PATH")
+    if idf_path:
+        try:
+            kconf = _load_idf_tree(Path(idf_path), target, work)
+            notes.append(f"evaluated against ESP-IDF's Kconfig tree at {idf_path}")
+            return kconf, f"esp-idf:{idf_path}", notes
+        except Exception as exc:  # kconfiglib raises many kinds; any of them means "fall back"
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            notes.append(f"kconfiglib could not use ESP-IDF's Kconfig at {idf_path} ({reason}); "
+                         "used the shipped model instead")
+    model = work / "nvs_secure.Kconfig"
+    model.write_text(model_kconfig_text(target), encoding="utf-8")
+    return kconfiglib.Kconfig(str(model), warn=True, warn_to_stderr=False), "shipped", notes
+
+
+# --- evaluation ----------------------------------------------------------------------
+
+
+def _symbol_value(sym: kconfiglib.Symbol | None) -> Value:
+    if sym is None or not sym.nodes:
+        return None
+    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        return sym.tri_value == 2
+    if not sym.config_string:
+        return None
+    if sym.orig_type == kconfiglib.INT:
+        return int(sym.str_value)
+    if sym.orig_type == kconfiglib.HEX:
+        return int(sym.str_value, 16)
+    return sym.str_value
+
+
+def _json_to_text(data: Mapping[str, object], kconf: kconfiglib.Kconfig, names: tuple[str, ...]) -> str:
+    """The model's symbols from a sdkconfig.json, as sdkconfig lines kconfiglib loads."""
+    lines = []
+    for name in names:
+        sym = kconf.syms.get(name)
+        if name not in data or sym is None or not sym.nodes:
+            continue
+        value = data[name]
+        if isinstance(value, bool):
+            lines.append(f"CONFIG_{name}=y" if value else f"# CONFIG_{name} is not set")
+        elif isinstance(value, int) and sym.orig_type == kconfiglib.HEX:
+            lines.append(f"CONFIG_{name}={value:#x}")
+        elif isinstance(value, int):
+            lines.append(f"CONFIG_{name}={value}")
+        elif isinstance(value, str):
+            lines.append(f'CONFIG_{name}="{kconfiglib.escape(value)}"')
+    return "\n".join(lines) + "\n"
+
+
+def _json_value(value: object) -> Value:
+    return value if isinstance(value, (bool, int, str)) or value is None else str(value)
+
+
+def _located_warnings(raw: list[str], names: set[str], paths: Mapping[str, str],
+                      requested: Mapping[str, Assignment]) -> list[ConfigWarning]:
+    """kconfiglib's warnings about the model's symbols, with real paths and lines."""
+    out: list[ConfigWarning] = []
+    for text in raw:
+        match = _WARN_RE.match(text)
+        file, line, msg = (paths.get(match["file"], match["file"]), int(match["line"]),
+                           match["msg"]) if match else (None, None, text.removeprefix("warning: "))
+        msg = _DEFINED_AT_RE.sub("", msg)
+        mentioned = [n for n in re.findall(r"\b[A-Z][A-Z0-9_]+\b", msg) if n in names]
+        if not mentioned and "malformed line" not in msg:
+            continue
+        if file is None and mentioned and mentioned[0] in requested:
+            where = requested[mentioned[0]]
+            file, line = where.file, where.line
+        out.append(ConfigWarning(msg, file, line))
+    return out
+
+
+def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = None) -> ResolvedConfig:
+    """Resolve ``inputs`` with kconfiglib (see the module docstring for the rules)."""
+    env = os.environ if env is None else env
+    project_dir = inputs.project_dir
+    notes = list(inputs.notes)
+    config_text = read_input_text(inputs.config) if inputs.config else None
+    json_data = (parse_sdkconfig_json(config_text, filename=str(inputs.config))
+                 if inputs.kind == "sdkconfig.json" and config_text is not None else None)
+
+    # The target, as tools/cmake/targets.cmake decides it.
+    env_target = env.get("IDF_TARGET") or None
+    if json_data is not None:
+        config_target = json_data.get("IDF_TARGET") if isinstance(json_data.get("IDF_TARGET"), str) else None
+    else:
+        config_target = _target_in(config_text) if config_text is not None else None
+    texts = {p: read_input_text(p) for p in inputs.defaults}
+    defaults_target = next((t for t in (_target_in(texts[p]) for p in inputs.defaults) if t), None)
+    if config_target:
+        target, target_source = config_target, _display(inputs.config, project_dir)
+    elif env_target:
+        target, target_source = env_target, "IDF_TARGET environment variable"
+    elif defaults_target:
+        target = defaults_target
+        target_source = next(_display(p, project_dir) for p in inputs.defaults
+                             if _target_in(texts[p]) == defaults_target)
+    else:
+        target, target_source = DEFAULT_TARGET, "ESP-IDF default"
+    get_chip(target)  # unknown targets stop here, with the list of known ones
+
+    # The files in the order kconfgen applies them.
+    chain: list[tuple[Path, str]] = []
+    if json_data is None:
+        for path in inputs.defaults:
+            chain.append((path, texts[path]))
+            companion = path.with_name(f"{path.name}.{target}")
+            if companion.is_file():
+                chain.append((companion, read_input_text(companion)))
+        if config_text is not None:
+            chain.append((inputs.config, config_text))
+
+    names = model_symbol_names()
+    requested: dict[str, Assignment] = {}
+    for path, text in chain:
+        for item in parse_sdkconfig_text(text, filename=_display(path, project_dir)):
+            if item.name in names:
+                requested.pop(item.name, None)  # keep the order of last assignment
+                requested[item.name] = item
+
+    with tempfile.TemporaryDirectory(prefix="idf-nvs-secure-") as tmp:
+        work = Path(tmp)
+        kconf, model, model_notes = _load_model(target, work, env)
+        notes += model_notes
+        kconf.warn_assign_override = kconf.warn_assign_redun = kconf.warn_assign_undef = False
+        kconf.warnings.clear()
+        paths: dict[str, str] = {}
+        loads = [(p, _loadable_text(t)) for p, t in chain]
+        if json_data is not None:
+            loads = [(inputs.config, _json_to_text(json_data, kconf, names))]
+        for index, (path, text) in enumerate(loads):
+            copy = work / f"config-{index}"
+            copy.write_text(text, encoding="utf-8")
+            paths[str(copy)] = _display(path, project_dir)
+            kconf.load_config(str(copy), replace=False)
+        values = {name: _symbol_value(kconf.syms.get(name)) for name in names}
+        dependencies = {name: kconfiglib.expr_str(sym.direct_dep) for name in names
+                        if (sym := kconf.syms.get(name)) is not None
+                        and any(node.prompt for node in sym.nodes)}
+        choices = {name: sym.choice.name or "" for name in names
+                   if (sym := kconf.syms.get(name)) is not None and sym.choice is not None}
+        raw_warnings = list(kconf.warnings)
+
+    if json_data is not None:
+        for name in names:
+            if name in json_data and _json_value(json_data[name]) != values[name]:
+                if values[name] is not None and name not in SOC_SYMBOLS:
+                    notes.append(f"the model resolves {name} to {values[name]!r} but the build's "
+                                 f"sdkconfig.json says {json_data[name]!r}; used the build's value")
+                values[name] = _json_value(json_data[name])
+
+    warnings = _located_warnings(raw_warnings, set(names), paths, requested)
+    return ResolvedConfig(
+        target=target, target_source=target_source,
+        env_target=env_target if env_target and env_target != target else None,
+        kind=inputs.kind, values=values,
+        requested=requested if json_data is None else {}, dependencies=dependencies,
+        choices=choices,
+        loaded=tuple(paths.values()), model=model, warnings=tuple(warnings), notes=tuple(notes),
+    )
+
+
+def read_config(project_dir: Path, *, sdkconfig: Path | None = None,
+                env: Mapping[str, str] | None = None,
+                build_dir: Path | None = None) -> ResolvedConfig:
+    """Find and resolve a project's configuration: :func:`find_config_inputs` then
+    :func:`evaluate_config`."""
+    inputs = find_config_inputs(project_dir, sdkconfig=sdkconfig, env=env, build_dir=build_dir)
+    return evaluate_config(inputs, env=env)

@@ -1,0 +1,131 @@
+"""Where keys come from: a master secret and HKDF-SHA256, so any machine can rebuild them.
+
+The same secret gives the same keys everywhere: the HKDF ``info`` names what the key is
+for (nvs_keys or an HMAC eFuse key), the product, the NVS partition and, for
+manufacturing, the device.  Secrets are read from an environment variable or a file;
+a project's documented development default is accepted only outside release builds.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import KeyMaterialError
+from ..formats.nvs_keys import HMAC_KEY_SIZE, NVS_KEY_SIZE, NvsKeys, key_fingerprint
+from ..fsutil import read_input_bytes
+
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "SecretSpec",
+    "MasterSecret",
+    "read_master_secret",
+    "derive_nvs_keys",
+    "derive_hmac_key",
+]
+
+#: A master secret must carry at least this many bytes (256 bits).
+MIN_SECRET_BYTES = 32
+#: HKDF salt: fixed, versioned, so a future scheme can never collide with this one.
+_SALT = b"idf-nvs-secure/v1"
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """How to find a master secret: an environment variable, a file, or (development
+    only) a default written in the project file."""
+
+    env: str | None = None
+    file: Path | None = None
+    development_default: str | None = None
+    where: str | None = None  # "file:line" of the spec, for messages
+
+
+@dataclass(frozen=True)
+class MasterSecret:
+    """Secret bytes plus where they came from (safe to print: no secret in it)."""
+
+    material: bytes
+    origin: str
+    development: bool = False
+
+    def __repr__(self) -> str:
+        return f"MasterSecret({self.origin}, {key_fingerprint(self.material)})"
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.material)
+
+
+def _decode(raw: bytes) -> bytes:
+    """Hex text (64+ hex digits, whitespace ignored) is decoded; anything else is used
+    as it is, less one trailing newline."""
+    text = raw.strip()
+    if len(text) >= 2 * MIN_SECRET_BYTES and len(text) % 2 == 0 and all(
+            chr(c) in string.hexdigits for c in text):
+        return bytes.fromhex(text.decode("ascii"))
+    return raw[:-1] if raw.endswith(b"\n") else raw
+
+
+def read_master_secret(spec: SecretSpec, *, env: Mapping[str, str] | None = None,
+                       base_dir: Path = Path("."), release: bool = False) -> MasterSecret:
+    """Read the secret ``spec`` describes; refuse a short one, and in ``release`` mode
+    refuse the development default."""
+    env = os.environ if env is None else env
+    if spec.env and spec.env in env and env[spec.env] != "":
+        secret = MasterSecret(_decode(env[spec.env].encode("utf-8")),
+                              f"environment variable {spec.env}")
+    elif spec.file is not None:
+        path = spec.file if spec.file.is_absolute() else base_dir / spec.file
+        secret = MasterSecret(_decode(read_input_bytes(path)), f"file {spec.file}")
+    elif spec.development_default is not None:
+        if release:
+            raise KeyMaterialError(
+                "refusing the development default master secret in a release"
+                + (f" ({spec.env} is not set)" if spec.env else ""),
+                file=spec.where, hint=f"set {spec.env} or pass --master-secret-file FILE"
+                if spec.env else "pass --master-secret-file FILE")
+        secret = MasterSecret(_decode(spec.development_default.encode("utf-8")),
+                              "development default (not for production)", development=True)
+    elif spec.env:
+        raise KeyMaterialError(f"environment variable {spec.env} (the master secret) is not set",
+                               file=spec.where, hint=f"export {spec.env}=<64 hex digits>")
+    else:
+        raise KeyMaterialError("no master secret configured", file=spec.where,
+                               hint="add master_secret: {env: NAME} to nvs_secure.yaml")
+    if len(secret.material) < MIN_SECRET_BYTES:
+        raise KeyMaterialError(
+            f"the master secret from {secret.origin} is {len(secret.material)} bytes; "
+            f"at least {MIN_SECRET_BYTES} are needed", file=spec.where,
+            hint="generate one with: python3 -c 'import secrets; print(secrets.token_hex(32))'")
+    return secret
+
+
+def _info(purpose: str, product: str, partition: str, device_id: str | None) -> bytes:
+    parts = [purpose, product, partition] + ([device_id] if device_id is not None else [])
+    return b"\x00".join(p.encode("utf-8") for p in parts)
+
+
+def _hkdf(secret: bytes, length: int, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=_SALT, info=info).derive(secret)
+
+
+def derive_nvs_keys(secret: MasterSecret | bytes, *, product: str, partition: str,
+                    device_id: str | None = None) -> NvsKeys:
+    """The XTS key pair for one NVS partition of one product (and device)."""
+    material = secret.material if isinstance(secret, MasterSecret) else secret
+    okm = _hkdf(material, 2 * NVS_KEY_SIZE, _info("nvs_keys", product, partition, device_id))
+    return NvsKeys(okm[:NVS_KEY_SIZE], okm[NVS_KEY_SIZE:])
+
+
+def derive_hmac_key(secret: MasterSecret | bytes, *, product: str, partition: str,
+                    device_id: str | None = None) -> bytes:
+    """The 32-byte HMAC eFuse key for one product/partition (and device), HMAC scheme."""
+    material = secret.material if isinstance(secret, MasterSecret) else secret
+    return _hkdf(material, HMAC_KEY_SIZE, _info("hmac_key", product, partition, device_id))

@@ -1,0 +1,269 @@
+"""NVS values in YAML: namespaces map to keys, each with a type and one value source.
+
+A values file::
+
+    device:                                  # namespace (at most 15 bytes)
+      serial: SN-0001                        # a bare string is a string
+      boot_count: {type: u32, value: 7}      # integers always name their type
+      calibration: {type: float, value: 1.25}
+      cert: {type: blob, file: certs/dev.der}   # relative to this YAML file
+      token: {type: blob, hex: "de ad be ef"}
+      logo: {type: blob, base64: "R0lG..."}
+      wifi_pass: {type: string, env: WIFI_PASSWORD}   # unset variable: an error
+
+Files after the first are *overlays* (a product's values): they replace keys, add keys
+and namespaces, and remove a key or a namespace with ``null``.  An overlay may give a
+bare number for a key the base already types (the type is kept, so no value silently
+changes width).  Mapping order is entry order, so images are deterministic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import InputError
+from ..formats.nvs_image import NVS_TYPES, NvsEntry, validate_entry
+from ..fsutil import display_path, read_input_bytes, read_input_text
+from .schemas import validate_document
+from .yamlsource import YamlDocument, load_yaml
+
+__all__ = ["NvsValues", "load_nvs_values", "parse_nvs_values_document", "format_nvs_values_yaml"]
+
+_INT_TYPES = {"u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"}
+_FLOAT_TYPES = {"float", "double"}
+_SOURCES = ("value", "hex", "base64", "file", "env")
+MAX_NAME_BYTES = 15
+
+
+@dataclass
+class NvsValues:
+    """The merged values of one NVS partition.
+
+    ``namespaces`` keeps entry order: namespace by first appearance, keys in order.
+    ``secrets`` names the (namespace, key) pairs to mask when shown; ``files`` lists the
+    values files applied, in order; ``inputs`` every file read (those and the files they
+    reference), for build dependencies and manifests.
+    """
+
+    namespaces: dict[str, dict[str, NvsEntry]] = field(default_factory=dict)
+    secrets: set[tuple[str, str]] = field(default_factory=set)
+    files: list[Path] = field(default_factory=list)
+    inputs: list[Path] = field(default_factory=list)
+
+    @property
+    def entries(self) -> list[NvsEntry]:
+        return [e for keys in self.namespaces.values() for e in keys.values()]
+
+    def lookup(self, namespace: str, key: str) -> NvsEntry | None:
+        return self.namespaces.get(namespace, {}).get(key)
+
+
+def load_nvs_values(files: Sequence[Path], *, env: Mapping[str, str],
+                    values: NvsValues | None = None) -> NvsValues:
+    """Read ``files`` in order, the first as the base (unless ``values`` is given) and the
+    rest as overlays over it."""
+    result = values if values is not None else NvsValues()
+    for i, path in enumerate(files):
+        text = read_input_text(path)
+        result.files.append(Path(path))
+        result.inputs.append(Path(path))
+        doc = load_yaml(text, display_path(path))
+        parse_nvs_values_document(doc, base_dir=Path(path).parent, env=env, into=result,
+                                  overlay=values is not None or i > 0)
+    return result
+
+
+def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping[str, str],
+                              into: NvsValues, overlay: bool,
+                              read_bytes: Callable[[Path], bytes] = read_input_bytes) -> None:
+    """Apply one values document to ``into`` (schema first, then meaning)."""
+    validate_document(doc, "nvs_values")
+    for ns, keys in doc.data.items():
+        _check_name(doc, (ns,), ns, "namespace")
+        if keys is None:
+            if not overlay:
+                raise doc.error((ns,), f"namespace '{ns}' has no keys")
+            if ns not in into.namespaces:
+                raise doc.error((ns,), f"overlay removes namespace '{ns}', which the base "
+                                f"does not have", key=True, hint=_known(into.namespaces))
+            del into.namespaces[ns]
+            into.secrets = {s for s in into.secrets if s[0] != ns}
+            continue
+        target = into.namespaces.setdefault(ns, {})
+        for key, spec in keys.items():
+            path = (ns, key)
+            _check_name(doc, path, key, "key")
+            base = target.get(key)
+            if spec is None:
+                if not overlay:
+                    raise doc.error(path, f"key '{key}' has no value")
+                if base is None:
+                    known = _known(target) if ns in into.namespaces else None
+                    what = "key" if into.namespaces.get(ns) else "namespace"
+                    raise doc.error(path, f"overlay removes '{ns}.{key}', but the base has no "
+                                    f"such {what}", key=True, hint=known)
+                del target[key]
+                into.secrets.discard(path)
+                continue
+            entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into)
+            target[key] = entry
+            if secret:
+                into.secrets.add(path)
+            else:
+                into.secrets.discard(path)
+        if not target:
+            del into.namespaces[ns]
+
+
+def _known(names: Mapping[str, Any]) -> str | None:
+    return f"known: {', '.join(names)}" if names else None
+
+
+def _check_name(doc: YamlDocument, path: tuple, name: str, what: str) -> None:
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        noun = "namespaces" if what == "namespace" else "keys"
+        raise doc.error(path, f"{what} '{name}' is {size} bytes; NVS {noun} are at most "
+                        f"{MAX_NAME_BYTES}", key=True)
+
+
+def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, base_dir: Path,
+           env: Mapping[str, str], read_bytes: Callable[[Path], bytes],
+           into: NvsValues) -> tuple[NvsEntry, bool]:
+    ns, key = path
+    line, col = doc.where(path)
+    if isinstance(spec, bool):
+        raise doc.error(path, "NVS has no boolean type", hint=f"write {{type: u8, value: "
+                        f"{int(spec)}}}")
+    if isinstance(spec, str):
+        if base is not None and base.type != "string":
+            raise doc.error(path, f"'{ns}.{key}' is a {base.type} in the base; a bare text "
+                            f"value would make it a string",
+                            hint=f"write {{type: {base.type}, ...}} to change it explicitly")
+        spec = {"type": "string", "value": spec}
+    elif isinstance(spec, (int, float)):
+        if base is None or base.type not in _INT_TYPES | _FLOAT_TYPES:
+            raise doc.error(path, "a number needs an explicit type",
+                            hint=f"write {{type: u32, value: {spec}}} (or i8..u64, float, double)")
+        spec = {"type": base.type, "value": spec}
+    type_ = spec.get("type") or (base.type if base is not None else None)
+    if type_ is None:
+        raise doc.error(path, f"key '{key}' needs a type", hint="one of: " + ", ".join(NVS_TYPES))
+    sources = [s for s in _SOURCES if s in spec]
+    if len(sources) != 1:
+        found = ", ".join(sources) if sources else "none"
+        raise doc.error(path, f"key '{key}' needs exactly one of value, hex, base64, file, env "
+                        f"(found: {found})")
+    source = sources[0]
+    spath = path + (source,)
+    raw = spec[source]
+    secret = bool(spec.get("secret", False)) or source == "env"
+    if source == "env":
+        if raw not in env:
+            raise doc.error(spath, f"environment variable {raw} is not set",
+                            hint=f"export {raw}=... (an unset variable is never an empty value)")
+        value = _from_text(doc, spath, type_, env[raw], f"environment variable {raw}")
+    elif source == "file":
+        file_path = (base_dir / raw)
+        try:
+            data = read_bytes(file_path)
+        except InputError:
+            raise doc.error(spath, f"file '{raw}' not found (relative to "
+                            f"{display_path(base_dir) or '.'})") from None
+        into.inputs.append(file_path)
+        if type_ == "blob":
+            value = data
+        elif type_ == "string":
+            try:
+                value = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise doc.error(spath, f"file '{raw}' is not UTF-8 text",
+                                hint="use type: blob for binary data") from None
+        else:
+            value = _from_text(doc, spath, type_, data.decode("utf-8", "replace").strip(),
+                               f"file '{raw}'")
+    elif source in ("hex", "base64"):
+        if type_ != "blob":
+            raise doc.error(spath, f"{source} gives bytes, so the type must be blob, not {type_}")
+        value = _decode_bytes(doc, spath, source, raw)
+    else:
+        value = _inline(doc, spath, type_, raw)
+    entry = NvsEntry(ns, key, type_, value, file=doc.filename, line=line, col=col)
+    validate_entry(entry)
+    return entry, secret
+
+
+def _decode_bytes(doc: YamlDocument, path: tuple, encoding: str, text: str) -> bytes:
+    compact = "".join(text.split())
+    try:
+        if encoding == "hex":
+            return bytes.fromhex(compact)
+        return base64.b64decode(compact, validate=True)
+    except (ValueError, binascii.Error):
+        raise doc.error(path, f"not valid {encoding}") from None
+
+
+def _inline(doc: YamlDocument, path: tuple, type_: str, raw: Any) -> Any:
+    if type_ in _INT_TYPES:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            if isinstance(raw, str):
+                return _from_text(doc, path, type_, raw, "value")
+            raise doc.error(path, f"{type_} needs a whole number, got {raw!r}")
+        return raw
+    if type_ in _FLOAT_TYPES:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise doc.error(path, f"{type_} needs a number, got {raw!r}")
+        return float(raw)
+    if type_ == "string":
+        if not isinstance(raw, str):
+            raise doc.error(path, f"string value must be text, got {raw!r}",
+                            hint=f"quote it: value: \"{raw}\"")
+        return raw
+    raise doc.error(path, "a blob's bytes come from hex, base64 or file, not value")
+
+
+def _from_text(doc: YamlDocument, path: tuple, type_: str, text: str, what: str) -> Any:
+    if type_ == "string":
+        return text
+    if type_ == "blob":
+        return _decode_bytes(doc, path, "hex", text)
+    try:
+        if type_ in _INT_TYPES:
+            return int(text.strip(), 0)
+        value = float(text.strip())
+        if math.isnan(value) and "nan" not in text.lower():  # pragma: no cover
+            raise ValueError
+        return value
+    except ValueError:
+        raise doc.error(path, f"{what} holds {text!r}, which is not a {type_}") from None
+
+
+def format_nvs_values_yaml(values: Mapping[str, Mapping[str, NvsEntry]], *,
+                           files: Mapping[tuple[str, str], str] | None = None,
+                           schema_line: str | None = None) -> str:
+    """YAML text for ``values``: strings as bare text, numbers typed, blobs as hex (or a
+    ``file:`` reference where ``files`` names one for that key)."""
+    import yaml
+
+    files = files or {}
+    doc: dict[str, dict[str, Any]] = {}
+    for ns, keys in values.items():
+        out: dict[str, Any] = {}
+        for key, e in keys.items():
+            if (ns, key) in files:
+                out[key] = {"type": e.type, "file": files[(ns, key)]}
+            elif e.type == "string":
+                out[key] = e.value
+            elif e.type == "blob":
+                out[key] = {"type": "blob", "hex": bytes(e.value).hex()}
+            else:
+                out[key] = {"type": e.type, "value": e.value}
+        doc[ns] = out
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=None,
+                          width=100)
+    return (f"{schema_line}\n" if schema_line else "") + text

@@ -1,0 +1,109 @@
+"""JSON Schemas for the three YAML kinds, and validation that reports file:line:col.
+
+The schemas ship in this package so editors can check files too: put
+``# yaml-language-server: $schema=<path printed by idf-nvs-secure schema-path KIND>``
+on the first line of a YAML file.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from ...errors import InputError
+from ..yamlsource import YamlDocument
+
+__all__ = ["SCHEMA_KINDS", "load_schema", "schema_path", "validate_document"]
+
+#: Schema kind -> file name in this package.
+SCHEMA_KINDS = {
+    "partitions": "partitions.schema.json",
+    "nvs_values": "nvs_values.schema.json",
+    "project": "project.schema.json",
+}
+
+
+def schema_path(kind: str) -> Path:
+    """Filesystem path of a shipped schema (for the yaml-language-server line)."""
+    return Path(str(resources.files(__name__) / SCHEMA_KINDS[kind]))
+
+
+@lru_cache(maxsize=None)
+def load_schema(kind: str) -> dict:
+    return json.loads((resources.files(__name__) / SCHEMA_KINDS[kind]).read_text("utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _validator(kind: str) -> jsonschema.protocols.Validator:
+    schema = load_schema(kind)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+_YAML_NAMES = {"object": "a mapping", "array": "a list", "string": "a string",
+               "integer": "an integer", "number": "a number", "boolean": "true/false",
+               "null": "null"}
+_PY_NAMES = {dict: "a mapping", list: "a list", str: "a string", int: "an integer",
+             float: "a number", bool: "true/false", type(None): "null"}
+
+
+def _kinds(schemas: list[dict]) -> list[str]:
+    kinds: list[str] = []
+    for alt in schemas:
+        types = alt.get("type", [])
+        for t in [types] if isinstance(types, str) else types:
+            if _YAML_NAMES[t] not in kinds:
+                kinds.append(_YAML_NAMES[t])
+    return kinds
+
+
+def _describe(error: jsonschema.ValidationError) -> tuple[str, bool]:
+    """A readable message for one schema error, and whether it is about a key."""
+    validator = error.validator
+    if validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        name = extra[0] if extra else "?"
+        return f"unknown field '{name}' (expected one of: {allowed})", True
+    if validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"missing required field '{missing}'", False
+    if validator == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        return f"'{error.instance}' is not one of: {choices}", False
+    if validator == "const":
+        return f"must be {error.validator_value!r}, not {error.instance!r}", False
+    got = _PY_NAMES.get(type(error.instance), type(error.instance).__name__)
+    if validator == "type":
+        expected = error.validator_value
+        kinds = _kinds([{"type": expected}])
+        return f"expected {' or '.join(kinds)}, got {got}", False
+    if validator in ("anyOf", "oneOf") and _kinds(error.validator_value):
+        return f"expected {' or '.join(_kinds(error.validator_value))}, got {got}", False
+    return error.message, False
+
+
+def validate_document(doc: YamlDocument, kind: str) -> None:
+    """Check ``doc`` against the schema of ``kind``; raise one located :class:`InputError`.
+
+    Reports the most relevant error (jsonschema's ``best_match``) at the line and column
+    of the offending value, or of its key for an unknown field.
+    """
+    if doc.data is None:
+        raise InputError("the file is empty", file=doc.filename, line=1)
+    errors = list(_validator(kind).iter_errors(doc.data))
+    if not errors:
+        return
+    error = best_match(errors)
+    path = tuple(error.absolute_path)
+    message, about_key = _describe(error)
+    if about_key and error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        path = path + (extra[0],) if extra else path
+    raise doc.error(path, message, key=about_key)

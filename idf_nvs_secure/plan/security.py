@@ -1,0 +1,312 @@
+"""The NVS security plan: what a project's sdkconfig means for NVS, and what is broken.
+
+:func:`detect_plan` reads a project's configuration (:mod:`.sdkconfig`) and partition
+table, and returns a :class:`SecurityPlan`: the single source every later step uses
+(nothing else in the package re-reads sdkconfig).  The plan says which NVS partitions
+are written encrypted, where their keys come from, which artifacts the build must
+produce, and carries :class:`Diagnostic` entries for set-ups that would fail on the
+device, each with the fix in its message.
+
+Key sources of an NVS partition (``NvsPartitionPlan.key_source``):
+
+* ``"nvs_keys_host"``: flash-encryption scheme; the host writes the nvs_keys partition.
+* ``"nvs_keys_chip"``: flash-encryption scheme; nvs_keys stays erased and
+  ``nvs_flash_generate_keys()`` fills it on first boot (ESP-IDF's automatic method).
+* ``"hmac"``: HMAC scheme; the chip derives the keys from the HMAC key in eFuse.
+* ``"app"``: scheme "none"; the application passes its own keys to
+  ``nvs_flash_secure_init()``.
+* None: the partition is plain text.
+
+``nvs_flash_init()`` only opens the default partition ``nvs`` encrypted; another NVS
+partition is encrypted only when the application opens it with
+``nvs_flash_secure_init_partition()``, which :attr:`PlanIntent.secure_partitions` says.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..config.chips import Chip, get_chip
+from ..config.sdkconfig import ResolvedConfig, read_config
+from ..errors import InputError, NvsSecureError
+from ..formats.partition_table import (
+    DATA_TYPE,
+    NVS_KEYS_SUBTYPE,
+    NVS_SUBTYPE,
+    PartitionTable,
+    parse_flash_size,
+)
+from ..fsutil import read_input_text
+from ..inputs.partition_csv import parse_partition_csv
+from .checks import check_plan
+from .model import (
+    SEVERITIES,
+    Artifact,
+    Diagnostic,
+    NvsPartitionPlan,
+    PlanIntent,
+    SecurityPlan,
+)
+
+__all__ = [
+    "Diagnostic",
+    "PlanIntent",
+    "NvsPartitionPlan",
+    "Artifact",
+    "SecurityPlan",
+    "DEFAULT_NVS_PARTITION",
+    "NVS_KEYS_MIN_SIZE",
+    "BUILTIN_PREFIX",
+    "detect_plan",
+    "plan_from_config",
+]
+
+#: ``NVS_DEFAULT_PART_NAME`` (nvs_flash/include/nvs.h): what ``nvs_flash_init()`` opens.
+DEFAULT_NVS_PARTITION = "nvs"
+#: One flash sector: the nvs_keys partition holds two 32-byte XTS keys and a CRC.
+NVS_KEYS_MIN_SIZE = 0x1000
+#: ``partition_table["file"]`` for ESP-IDF's built-in tables: ``builtin:<csv name>``.
+BUILTIN_PREFIX = "builtin:"
+
+# --- reading the partition table -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TableInfo:
+    file: str | None
+    offset: int
+    table: PartitionTable | None
+    diagnostics: tuple[Diagnostic, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def _builtin_csv_text(name: str) -> str | None:
+    item = resources.files("idf_nvs_secure").joinpath(f"data/builtin_tables/{name}")
+    return item.read_text(encoding="utf-8") if item.is_file() else None
+
+
+def _parse_table(text: str, filename: str, offset: int, flash_bytes: int | None,
+                 env: Mapping[str, str]) -> tuple[PartitionTable | None, tuple[Diagnostic, ...]]:
+    try:
+        return parse_partition_csv(text, filename=filename, table_offset=offset,
+                                   flash_size=flash_bytes, variables=env), ()
+    except NvsSecureError as exc:
+        fix = f"; {exc.hint}" if exc.hint else ""
+        return None, (Diagnostic("error", "partition-table-invalid",
+                                 f"not a usable partition table: {exc.message}{fix}",
+                                 exc.file or filename, exc.line),)
+
+
+def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
+                env: Mapping[str, str]) -> _TableInfo:
+    """Locate and parse the partition table sdkconfig selects (this reads files)."""
+    v = config.values
+    offset = v.get("PARTITION_TABLE_OFFSET") or 0x8000
+    size_text = v.get("ESPTOOLPY_FLASHSIZE")
+    try:
+        flash_bytes = parse_flash_size(size_text) if size_text else None
+    except InputError:
+        flash_bytes = None
+    generated = (project_dir / intent.generated_csv) if intent.generated_csv else None
+    diags: list[Diagnostic] = []
+    req = config.requested
+
+    if not v.get("PARTITION_TABLE_CUSTOM"):
+        name = v.get("PARTITION_TABLE_FILENAME") or ""
+        where = next((a for k, a in req.items()
+                      if k.startswith("PARTITION_TABLE_") and a.value == "y" and v.get(k) is True), None)
+        if generated is not None:
+            diags.append(Diagnostic(
+                "error", "partition-table-not-generated",
+                f"sdkconfig selects ESP-IDF's built-in partition table {name or '(none)'}, but "
+                f"the plugin generates {intent.generated_csv} from partitions.yaml; set "
+                f'CONFIG_PARTITION_TABLE_CUSTOM=y and CONFIG_PARTITION_TABLE_CUSTOM_FILENAME='
+                f'"{intent.generated_csv}"', where.file if where else None, where.line if where else None))
+        text = _builtin_csv_text(name) if name else None
+        if text is None:
+            diags.append(Diagnostic(
+                "error", "builtin-table-unknown",
+                f"no ESP-IDF built-in partition table matches this configuration "
+                f"(PARTITION_TABLE_FILENAME={name!r}); choose another built-in table or a "
+                "custom CSV (CONFIG_PARTITION_TABLE_CUSTOM=y)"))
+            return _TableInfo(None, offset, None, tuple(diags))
+        table, bad = _parse_table(text, f"{BUILTIN_PREFIX}{name}", offset, flash_bytes, env)
+        return _TableInfo(f"{BUILTIN_PREFIX}{name}", offset, table, tuple(diags) + bad)
+
+    name = v.get("PARTITION_TABLE_CUSTOM_FILENAME") or "partitions.csv"
+    path = Path(name) if os.path.isabs(name) else project_dir / name
+    where = req.get("PARTITION_TABLE_CUSTOM_FILENAME") or req.get("PARTITION_TABLE_CUSTOM")
+    loc = (where.file, where.line) if where else (None, None)
+    is_generated = generated is not None and path.resolve() == generated.resolve()
+    if generated is not None and not is_generated:
+        diags.append(Diagnostic(
+            "error", "partition-table-not-generated",
+            f"sdkconfig names the partition table {name}, but the plugin generates "
+            f"{intent.generated_csv} from partitions.yaml; set "
+            f'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="{intent.generated_csv}"', *loc))
+    if is_generated and intent.generated_table is not None:
+        return _TableInfo(name, offset, intent.generated_table, tuple(diags))
+    if not path.is_file():
+        if is_generated:
+            return _TableInfo(name, offset, None, tuple(diags),
+                              (f"{name} does not exist yet (it is generated from partitions.yaml); "
+                               "partition checks wait for it",))
+        diags.append(Diagnostic(
+            "error", "partition-table-missing",
+            f"the partition table {name} named by CONFIG_PARTITION_TABLE_CUSTOM_FILENAME does "
+            f"not exist (looked in {path}); create it, or fix the name (it is relative to the "
+            "project directory)", *loc))
+        return _TableInfo(name, offset, None, tuple(diags))
+    table, bad = _parse_table(read_input_text(path), name, offset, flash_bytes, env)
+    return _TableInfo(name, offset, table, tuple(diags) + bad)
+
+
+# --- building the plan ---------------------------------------------------------------
+
+
+def _scheme(v: Mapping[str, Any]) -> str | None:
+    if not v.get("NVS_ENCRYPTION"):
+        return None
+    if v.get("NVS_SEC_KEY_PROTECT_USING_FLASH_ENC"):
+        return "flash_enc"
+    if v.get("NVS_SEC_KEY_PROTECT_USING_HMAC"):
+        return "hmac"
+    return "none"
+
+
+def _flash_encryption_key(chip: Chip, v: Mapping[str, Any]) -> str | None:
+    if not v.get("SECURE_FLASH_ENC_ENABLED"):
+        return None
+    if not chip.xts_aes:
+        return "aes-256"
+    if v.get("SECURE_FLASH_ENCRYPTION_AES256"):
+        return "xts-aes-256"
+    if v.get("SECURE_FLASH_ENCRYPTION_AES128_DERIVED"):
+        return "xts-aes-128-derived"
+    return "xts-aes-128"
+
+
+def _key_source(scheme: str | None, intent: PlanIntent) -> str | None:
+    return {"flash_enc": "nvs_keys_host" if intent.host_keys else "nvs_keys_chip",
+            "hmac": "hmac", "none": "app"}.get(scheme or "")
+
+
+def _artifacts(plan_parts: tuple[NvsPartitionPlan, ...], table_file: str | None, offset: int,
+               scheme: str | None, keys_part: Any, key_id: int | None, mode: str | None,
+               intent: PlanIntent) -> tuple[Artifact, ...]:
+    out: list[Artifact] = []
+    if table_file is not None:
+        source = ("generated from partitions.yaml" if intent.generated_csv else f"from {table_file}")
+        out.append(Artifact("partition_table", f"partition table ({source}), built by ESP-IDF",
+                            "partition_table/partition-table.bin", offset=offset))
+    for part in plan_parts:
+        if part.values_file is None:
+            continue
+        how = "XTS-encrypted with the NVS keys" if part.encrypted else "plain text"
+        out.append(Artifact("nvs_image", f"NVS image of {part.name} from {part.values_file}, {how}",
+                            f"nvs_secure/{part.name}.bin", part.name, part.offset, part.encrypted))
+    if not any(p.encrypted for p in plan_parts):
+        return tuple(out)
+    if scheme == "flash_enc" and keys_part is not None:
+        if intent.host_keys:
+            how = ("flash it with `idf.py encrypted-flash` (or before the first boot, when the "
+                   "bootloader encrypts it in place)" if mode == "development" else
+                   "pre-encrypted with the device's flash-encryption key" if intent.nvs_keys_pre_encrypted
+                   else "write it before the first boot; the bootloader then encrypts it in place")
+            out.append(Artifact("nvs_keys_image", f"nvs_keys image (host-generated keys); {how}",
+                                "nvs_secure/nvs_keys.bin", keys_part.name, keys_part.offset, True))
+        else:
+            out.append(Artifact("nvs_keys_erased", "keep this partition erased: "
+                                "nvs_flash_generate_keys() writes the keys on first boot",
+                                None, keys_part.name, keys_part.offset))
+    elif scheme == "hmac" and intent.host_keys:
+        block = f"BLOCK_KEY{key_id}" if key_id is not None and key_id >= 0 else "BLOCK_KEY<n>"
+        out.append(Artifact("hmac_key", f"HMAC key to burn before the first boot: `espefuse.py "
+                            f"burn_key {block} nvs_secure/hmac_key.bin HMAC_UP`",
+                            "nvs_secure/hmac_key.bin", efuse_key_id=key_id))
+    elif scheme == "none" and intent.host_keys:
+        out.append(Artifact("app_keys", "NVS keys the application passes to nvs_flash_secure_init()",
+                            "nvs_secure/nvs_keys.bin"))
+    return tuple(out)
+
+
+def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
+                     intent: PlanIntent | None = None,
+                     env: Mapping[str, str] | None = None) -> SecurityPlan:
+    """The plan for a resolved configuration (reads the partition CSV it names)."""
+    intent = intent or PlanIntent()
+    env = os.environ if env is None else env
+    project_dir = Path(project_dir)
+    v = config.values
+    chip = get_chip(config.target)
+    flash_encryption = bool(v.get("SECURE_FLASH_ENC_ENABLED")) and not chip.host
+    mode = None
+    if flash_encryption:
+        mode = "release" if v.get("SECURE_FLASH_ENCRYPTION_MODE_RELEASE") else "development"
+    scheme = None if chip.host else _scheme(v)
+    nvs_encryption = scheme is not None
+    key_id = v.get("NVS_SEC_HMAC_EFUSE_KEY_ID") if scheme == "hmac" else None
+
+    info = _read_table(config, project_dir, intent, env)
+    table = info.table
+    keys_part = None
+    parts: list[NvsPartitionPlan] = []
+    if table is not None:
+        keys = table.of_type(DATA_TYPE, NVS_KEYS_SUBTYPE)
+        keys_part = keys[0] if keys and scheme == "flash_enc" else None
+        for part in table.of_type(DATA_TYPE, NVS_SUBTYPE):
+            secure = nvs_encryption and (part.name == DEFAULT_NVS_PARTITION
+                                         or part.name in intent.secure_partitions)
+            parts.append(NvsPartitionPlan(
+                part.name, part.offset, part.size, secure,
+                _key_source(scheme, intent) if secure else None,
+                intent.values_files.get(part.name), part.encrypted))
+    nvs_parts = tuple(parts)
+
+    plan = SecurityPlan(
+        target=config.target,
+        nvs_encryption=nvs_encryption,
+        scheme=scheme,
+        hmac_efuse_key_id=key_id,
+        flash_encryption=flash_encryption,
+        flash_encryption_mode=mode,
+        flash_encryption_key=_flash_encryption_key(chip, v) if flash_encryption else None,
+        partition_table=MappingProxyType({"file": info.file, "offset": info.offset}),
+        flash_size=v.get("ESPTOOLPY_FLASHSIZE"),
+        table=table,
+        nvs_partitions=nvs_parts,
+        keys_partition=keys_part.name if keys_part is not None else None,
+        artifacts=_artifacts(nvs_parts, info.file, info.offset, scheme, keys_part, key_id, mode, intent),
+        diagnostics=(),
+        notes=tuple(config.notes) + info.notes,
+        symbols=MappingProxyType(dict(v)),
+        config=MappingProxyType({"kind": config.kind, "files": tuple(config.loaded),
+                                 "model": config.model, "target_source": config.target_source}),
+    )
+    diagnostics = info.diagnostics + check_plan(plan, config, chip, intent)
+    order = {sev: i for i, sev in enumerate(SEVERITIES)}
+    diagnostics = tuple(sorted(diagnostics, key=lambda d: order[d.severity]))
+    return replace(plan, diagnostics=diagnostics)
+
+
+def detect_plan(project_dir: Path, *, sdkconfig: Path | None = None,
+                env: Mapping[str, str] | None = None, intent: PlanIntent | None = None,
+                build_dir: Path | None = None) -> SecurityPlan:
+    """Read ``project_dir``'s configuration and partition table into a plan.
+
+    ``sdkconfig`` overrides which file is read; ``env`` (default ``os.environ``) supplies
+    ``IDF_TARGET``, ``SDKCONFIG_DEFAULTS`` and ``IDF_PATH``; ``intent`` carries what the
+    project file adds; ``build_dir`` (default ``<project>/build``) is where a resolved
+    ``config/sdkconfig.json`` is looked for.  Raises :class:`~.errors.InputError` for a
+    missing project directory or unreadable configuration; problems of the set-up
+    itself are diagnostics in the plan.
+    """
+    env = os.environ if env is None else env
+    config = read_config(Path(project_dir), sdkconfig=sdkconfig, env=env, build_dir=build_dir)
+    return plan_from_config(config, Path(project_dir), intent=intent, env=env)

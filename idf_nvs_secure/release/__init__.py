@@ -1,0 +1,1 @@
+"""Factory outputs: reproducible release bundles and per-device manufacturing batches."""
