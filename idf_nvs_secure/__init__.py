@@ -13,39 +13,61 @@ CLI and the adapters touch files and the terminal.  Example::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from .build.artifacts import Build, BuiltArtifact, build_artifacts, plan_for_project  # noqa: E402
-from .errors import (  # noqa: E402
-    CapacityError,
-    FormatError,
-    InputError,
-    KeyMaterialError,
-    NvsSecureError,
-)
-from .formats.nvs_image import NvsEntry, build_nvs_image, validate_entry  # noqa: E402
-from .formats.nvs_keys import (  # noqa: E402
-    NvsKeys,
-    build_nvs_keys,
-    derive_nvs_keys_from_hmac,
-    generate_nvs_keys,
-    parse_nvs_keys,
-)
-from .formats.nvs_reader import NvsImage, image_to_json, parse_nvs_image  # noqa: E402
-from .formats.partition_table import (  # noqa: E402
-    Partition,
-    PartitionTable,
-    build_partition_table,
-    parse_partition_table,
-    validate_partition_table,
-)
-from .inputs.keysource import derive_hmac_key, derive_nvs_keys  # noqa: E402
-from .inputs.nvs_csv import parse_nvs_csv  # noqa: E402
-from .inputs.nvs_yaml import NvsValues, load_nvs_values  # noqa: E402
-from .inputs.partition_csv import format_partition_csv, parse_partition_csv  # noqa: E402
-from .inputs.partitions_yaml import parse_partitions_yaml  # noqa: E402
-from .inputs.project import Project, ResolvedProject, load_project, resolve_project  # noqa: E402
-from .plan.security import PlanIntent, SecurityPlan, detect_plan  # noqa: E402
+from ._version import __version__
+
+#: Public name -> the module that defines it; loaded on first use (PEP 562), so that
+#: ``python -m idf_nvs_secure cmake-dir`` and ``--help`` start without loading it all.
+_EXPORTS = {
+    "Build": ".build.artifacts",
+    "BuiltArtifact": ".build.artifacts",
+    "build_artifacts": ".build.artifacts",
+    "build_outputs": ".build.artifacts",
+    "ProjectPlan": ".plan.project_plan",
+    "plan_for_project": ".plan.project_plan",
+    "plan_project": ".plan.project_plan",
+    "OutputPlan": ".plan.outputs",
+    "PlannedOutput": ".plan.outputs",
+    "plan_outputs": ".plan.outputs",
+    "CapacityError": ".errors",
+    "FormatError": ".errors",
+    "InputError": ".errors",
+    "KeyMaterialError": ".errors",
+    "NvsSecureError": ".errors",
+    "NvsEntry": ".formats.nvs_image",
+    "build_nvs_image": ".formats.nvs_image",
+    "validate_entry": ".formats.nvs_image",
+    "NvsKeys": ".formats.nvs_keys",
+    "build_nvs_keys": ".formats.nvs_keys",
+    "derive_nvs_keys_from_hmac": ".formats.nvs_keys",
+    "generate_nvs_keys": ".formats.nvs_keys",
+    "parse_nvs_keys": ".formats.nvs_keys",
+    "NvsImage": ".formats.nvs_reader",
+    "image_to_json": ".formats.nvs_reader",
+    "parse_nvs_image": ".formats.nvs_reader",
+    "Partition": ".formats.partition_table",
+    "PartitionTable": ".formats.partition_table",
+    "build_partition_table": ".formats.partition_table",
+    "parse_partition_table": ".formats.partition_table",
+    "validate_partition_table": ".formats.partition_table",
+    "derive_hmac_key": ".inputs.keysource",
+    "derive_nvs_keys": ".inputs.keysource",
+    "parse_nvs_csv": ".inputs.nvs_csv",
+    "NvsValues": ".inputs.nvs_yaml",
+    "load_nvs_values": ".inputs.nvs_yaml",
+    "format_partition_csv": ".inputs.partition_csv",
+    "parse_partition_csv": ".inputs.partition_csv",
+    "parse_partitions_yaml": ".inputs.partitions_yaml",
+    "Project": ".inputs.project",
+    "ResolvedProject": ".inputs.project",
+    "load_project": ".inputs.project",
+    "resolve_project": ".inputs.project",
+    "PlanIntent": ".plan.security",
+    "SecurityPlan": ".plan.security",
+    "detect_plan": ".plan.security",
+}
+
 
 __all__ = [
     "__version__",
@@ -65,4 +87,69 @@ __all__ = [
     "Project", "ResolvedProject", "load_project", "resolve_project",
     "SecurityPlan", "PlanIntent", "detect_plan",
     "Build", "BuiltArtifact", "plan_for_project", "build_artifacts",
+    "ProjectPlan", "plan_project", "OutputPlan", "PlannedOutput", "plan_outputs", "build_outputs",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'idf_nvs_secure' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .build.artifacts import Build  # noqa: F401
+    from .build.artifacts import BuiltArtifact  # noqa: F401
+    from .build.artifacts import build_artifacts  # noqa: F401
+    from .build.artifacts import build_outputs  # noqa: F401
+    from .plan.project_plan import ProjectPlan  # noqa: F401
+    from .plan.project_plan import plan_for_project  # noqa: F401
+    from .plan.project_plan import plan_project  # noqa: F401
+    from .plan.outputs import OutputPlan  # noqa: F401
+    from .plan.outputs import PlannedOutput  # noqa: F401
+    from .plan.outputs import plan_outputs  # noqa: F401
+    from .errors import CapacityError  # noqa: F401
+    from .errors import FormatError  # noqa: F401
+    from .errors import InputError  # noqa: F401
+    from .errors import KeyMaterialError  # noqa: F401
+    from .errors import NvsSecureError  # noqa: F401
+    from .formats.nvs_image import NvsEntry  # noqa: F401
+    from .formats.nvs_image import build_nvs_image  # noqa: F401
+    from .formats.nvs_image import validate_entry  # noqa: F401
+    from .formats.nvs_keys import NvsKeys  # noqa: F401
+    from .formats.nvs_keys import build_nvs_keys  # noqa: F401
+    from .formats.nvs_keys import derive_nvs_keys_from_hmac  # noqa: F401
+    from .formats.nvs_keys import generate_nvs_keys  # noqa: F401
+    from .formats.nvs_keys import parse_nvs_keys  # noqa: F401
+    from .formats.nvs_reader import NvsImage  # noqa: F401
+    from .formats.nvs_reader import image_to_json  # noqa: F401
+    from .formats.nvs_reader import parse_nvs_image  # noqa: F401
+    from .formats.partition_table import Partition  # noqa: F401
+    from .formats.partition_table import PartitionTable  # noqa: F401
+    from .formats.partition_table import build_partition_table  # noqa: F401
+    from .formats.partition_table import parse_partition_table  # noqa: F401
+    from .formats.partition_table import validate_partition_table  # noqa: F401
+    from .inputs.keysource import derive_hmac_key  # noqa: F401
+    from .inputs.keysource import derive_nvs_keys  # noqa: F401
+    from .inputs.nvs_csv import parse_nvs_csv  # noqa: F401
+    from .inputs.nvs_yaml import NvsValues  # noqa: F401
+    from .inputs.nvs_yaml import load_nvs_values  # noqa: F401
+    from .inputs.partition_csv import format_partition_csv  # noqa: F401
+    from .inputs.partition_csv import parse_partition_csv  # noqa: F401
+    from .inputs.partitions_yaml import parse_partitions_yaml  # noqa: F401
+    from .inputs.project import Project  # noqa: F401
+    from .inputs.project import ResolvedProject  # noqa: F401
+    from .inputs.project import load_project  # noqa: F401
+    from .inputs.project import resolve_project  # noqa: F401
+    from .plan.security import PlanIntent  # noqa: F401
+    from .plan.security import SecurityPlan  # noqa: F401
+    from .plan.security import detect_plan  # noqa: F401

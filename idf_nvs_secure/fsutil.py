@@ -6,9 +6,13 @@ failure never leaves a partial or stale output behind.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from .errors import InputError, KeyMaterialError
 
@@ -19,7 +23,128 @@ __all__ = [
     "read_input_bytes",
     "read_input_text",
     "display_path",
+    "OutputFile",
+    "write_output_set",
+    "output_lock",
+    "os_error",
 ]
+
+#: An output of a set: (path relative to the set's folder, bytes, secret).
+OutputFile = tuple[str, bytes, bool]
+
+
+def os_error(exc: OSError, path: str | os.PathLike[str], doing: str = "cannot write") -> InputError:
+    """An OS error on an output as one user error naming the file: ``error: PATH: cannot
+    write: No space left on device``."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    elif exc.errno in (errno.EROFS,):
+        reason = "the file system is read-only"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        reason = "permission denied"
+    elif exc.errno == errno.EBUSY:
+        reason = "the folder is busy (a mount point, or in use)"
+    return InputError(f"{doing}: {reason}", file=str(exc.filename or path))
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` for one run: a second run on the same folder
+    stops at once with ``error: OUT: another run is writing here (pid N)``.
+
+    The lock is an OS file lock (``flock``) on ``.<name>.lock`` beside the folder, so it
+    survives the folder being replaced as a whole and ends with the process."""
+    import fcntl
+
+    target = Path(out_dir)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(parent / f".{target.resolve().name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise os_error(exc, target) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise InputError(f"another run is writing here (pid {holder})",
+                             file=display_path(target),
+                             hint="wait for it to finish, or choose another output folder")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_output_set(out_dir: str | os.PathLike[str], files: Sequence[OutputFile], *,
+                     manifest: tuple[str, bytes] | None = None,
+                     owned: str | None = None) -> None:
+    """Write ``files`` into ``out_dir`` as one set, replacing the set it held.
+
+    Everything is staged in a temporary sibling folder on the same file system (key
+    material mode 0600 from its first byte), the manifest written last, then renamed into
+    place; the old set goes only after the new one stands.  A failure part-way (disk
+    full, Ctrl-C) leaves the previous set byte for byte as it was, never new keys beside
+    an old image.  ``owned``: the name of the manifest a previous set of ours holds; a
+    non-empty folder without it is refused (it is not ours to replace).  OS errors are
+    :class:`InputError` naming the file.
+    """
+    target = Path(out_dir)
+    if target.exists():
+        if not target.is_dir():
+            raise InputError("exists and is not a directory", file=display_path(target))
+        if owned and any(target.iterdir()) and not (target / owned).is_file():
+            raise InputError("output directory is not empty and holds no output set of ours",
+                             file=display_path(target),
+                             hint="choose a new or empty directory")
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.resolve().name}.new-", dir=parent))
+    except OSError as exc:
+        raise os_error(exc, target, "cannot create the output directory") from None
+    current = stage
+    try:
+        os.chmod(stage, 0o755)
+        for name, data, secret in files:
+            current = stage / name
+            current.parent.mkdir(parents=True, exist_ok=True)
+            _write_new(current, data, 0o600 if secret else 0o644)
+        if manifest is not None:
+            current = stage / manifest[0]
+            _write_new(current, manifest[1], 0o644)
+        current = target
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.resolve().name}.old-", dir=parent))
+            os.rmdir(old)
+            os.rename(target, old)
+        try:
+            os.rename(stage, target)
+        except BaseException:
+            if old is not None:
+                os.rename(old, target)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        where = current if current != target else target
+        raise os_error(exc, display_path(where)) from None
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:

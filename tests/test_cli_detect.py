@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.plan.outputs import plan_outputs
 from idf_nvs_secure.plan.security import detect_plan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sdkconfig"
@@ -27,7 +28,8 @@ def test_json_is_exactly_the_plan() -> None:
     result = run(str(project), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data == detect_plan(project, env={}).to_json()
+    plan = detect_plan(project, env={})
+    assert data == {**plan.to_json(), "outputs": plan_outputs(plan, None).to_json()}
     assert data["target"] == "esp32" and data["scheme"] == "flash_enc"
     assert data["partition_table"] == {"file": "partitions.csv", "offset": 0x9000}
     assert isinstance(data["diagnostics"], list)
@@ -41,7 +43,8 @@ def test_human_summary() -> None:
     assert "NVS encryption:    on, key protection scheme flash_enc" in out
     assert "nvs_keys generated on the chip at first boot" in out
     assert "storage" in out and "plain text" in out
-    assert "partition_table: partition_table/partition-table.bin" in out
+    assert "outputs:           none (without nvs_secure.yaml" in out
+    assert "to do: keep nvs_keys at 0x10000 erased" in out
 
 
 def test_error_diagnostic_exits_1() -> None:

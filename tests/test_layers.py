@@ -21,7 +21,7 @@ LAYERS: dict[str, set[str]] = {
     "app": {"formats", "config", "inputs", "plan", "build", "views", "release"},
 }
 #: Modules every layer may use: errors and filesystem helpers, the package face.
-GROUND = {"errors", "fsutil", "_version"}
+GROUND = {"errors", "fsutil", "_version", "words"}
 
 
 def module_name(path: Path) -> str:

@@ -22,6 +22,7 @@ from idf_nvs_secure.formats.partition_table import (
     Partition,
     PartitionTable,
 )
+from idf_nvs_secure.plan.outputs import plan_outputs
 from idf_nvs_secure.plan.security import PlanIntent, SecurityPlan, detect_plan
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sdkconfig"
@@ -119,7 +120,10 @@ def test_builtin_table_layout_is_known() -> None:
         ("factory", 0x10000, 0x100000), ("ota_0", 0x110000, 0x100000), ("ota_1", 0x210000, 0x100000),
         ("nvs_key", 0x310000, 0x1000)]
     assert table.find("nvs_key").encrypted
-    assert [a.kind for a in plan.artifacts] == ["partition_table", "nvs_keys_erased"]
+    # No project file: nothing of ours is written; the chip's keys need an erased partition.
+    outputs = plan_outputs(plan, None)
+    assert outputs.outputs == ()
+    assert [a.split(":")[0] for a in outputs.actions] == ["keep nvs_key at 0x310000 erased"]
 
 
 def test_sdkconfig_json_precedence(tmp_path: Path) -> None:
@@ -224,10 +228,8 @@ def test_host_keys_with_values_make_artifacts() -> None:
     assert plan.ok and codes(plan, "error", "warning") == []
     assert [(p.name, p.key_source, p.values_file) for p in plan.nvs_partitions] == [
         ("nvs", "nvs_keys_host", "nvs.csv"), ("storage", None, "storage.csv")]
-    arts = {a.kind: a for a in plan.artifacts if a.kind != "nvs_image"}
-    assert arts["nvs_keys_image"].partition == "nvs_keys" and arts["nvs_keys_image"].offset == 0x10000
-    images = [(a.partition, a.encrypted) for a in plan.artifacts if a.kind == "nvs_image"]
-    assert images == [("nvs", True), ("storage", False)]
+    assert [(p.name, p.encrypted) for p in plan.nvs_partitions] == [("nvs", True),
+                                                                    ("storage", False)]
     assert codes(plan, "info") == ["plain-nvs-values"]
 
 
@@ -239,8 +241,8 @@ def test_secure_partitions_are_encrypted_too() -> None:
 def test_hmac_host_key_artifact() -> None:
     plan = plan_of("esp32c3_hmac", intent=PlanIntent(values_files={"nvs": "v.csv"}, host_keys=True))
     assert plan.ok and "hmac-key-on-chip" not in codes(plan)
-    (key,) = [a for a in plan.artifacts if a.kind == "hmac_key"]
-    assert key.efuse_key_id == 0 and "BLOCK_KEY0" in key.description
+    assert plan.hmac_efuse_key_id == 0
+    assert any("BLOCK_KEY0" in a and "HMAC_UP" in a for a in plan_outputs(plan, None).actions)
 
 
 def test_release_pre_encrypted_keys_are_fine() -> None:
@@ -285,7 +287,7 @@ def test_to_json_shape_and_determinism() -> None:
     data = plan.to_json()
     for key in ("target", "nvs_encryption", "scheme", "hmac_efuse_key_id", "flash_encryption",
                 "flash_encryption_mode", "partition_table", "flash_size", "diagnostics",
-                "nvs_partitions", "artifacts", "symbols"):
+                "nvs_partitions", "symbols"):
         assert key in data
     assert data["partition_table"] == {"file": "partitions.csv", "offset": 0x9000}
     assert data["nvs_partitions"][0] == {"name": "nvs", "offset": 0xA000, "size": 0x6000, "encrypted": True,

@@ -14,6 +14,7 @@ from fixture_projects import ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
 
 from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.build.artifacts import build_artifacts, plan_for_project
+from idf_nvs_secure.fsutil import write_key_file
 from idf_nvs_secure.errors import InputError, KeyMaterialError
 from idf_nvs_secure.formats.nvs_keys import derive_nvs_keys_from_hmac, parse_nvs_keys
 from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
@@ -139,9 +140,14 @@ def test_generated_keys_are_kept_and_never_overwritten(tmp_path):
     resolved, plan = plan_for_project(project, "basic", env=ENV)
     store = tmp_path / "keystore"
     first = build_artifacts(resolved, plan, env=ENV, keystore=store)
+    kept = store / "basic" / "nvs_keys.nvs_keys.bin"
+    assert not kept.exists()  # the library writes no file: the caller persists
+    assert list(first.new_keystore_files) == [kept]
+    for path, data in first.new_keystore_files.items():
+        write_key_file(path, data)
     second = build_artifacts(resolved, plan, env=ENV, keystore=store)
     assert first.find("nvs_keys_image").data == second.find("nvs_keys_image").data
-    kept = store / "basic" / "nvs_keys.nvs_keys.bin"
+    assert not second.new_keystore_files
     assert stat.S_IMODE(os.stat(kept).st_mode) == 0o600
     assert any("generated new key material" in n for n in first.notes) and not second.notes
     assert not build_artifacts(resolved, plan, env=ENV).reproducible
@@ -233,4 +239,4 @@ def test_cli_detect_uses_the_project_file(tmp_path):
     [nvs] = plan["nvs_partitions"]
     assert nvs["size"] == 0x8000 and nvs["values_file"] == "values.yaml"
     assert nvs["key_source"] == "nvs_keys_host"
-    assert {a["kind"] for a in plan["artifacts"]} >= {"nvs_image", "nvs_keys_image"}
+    assert {o["kind"] for o in plan["outputs"]["outputs"]} >= {"nvs_image", "nvs_keys_image"}

@@ -207,7 +207,9 @@ def test_manifest_describes_every_file_and_input(tmp_path):
         assert item["sha256"] == hashlib.sha256(zipped[name]).hexdigest()
         assert item["size"] == len(zipped[name]) == (out / name).stat().st_size
     assert listed["nvs_secure/nvs.bin"]["offset"] == "0x9000"
-    assert listed["nvs_secure/nvs.bin"]["made_from"] == ["values.yaml", "cert.der"]
+    # Files by path, the master secret by where it comes from (never its value).
+    assert listed["nvs_secure/nvs.bin"]["made_from"] == [
+        "values.yaml", "cert.der", "env:MASTER", "development-default"]
     assert listed["nvs_secure/nvs_keys.bin"]["secret"] is True
     assert listed["app.bin"]["made_from"] == ["build:app.bin"]
     assert (out / "nvs_secure" / "nvs_keys.bin").stat().st_mode & 0o777 == 0o600

@@ -107,8 +107,10 @@ function(idf_nvs_secure_configure)
 
     set_property(GLOBAL PROPERTY IDF_NVS_SECURE_CONFIG "${config}")
     include("${config}")
+    # Only what changes the table or the plan re-runs the configure step; values files
+    # and the files they name are DEPENDS of the image command (idf_nvs_secure_add_images).
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${NVS_SECURE_CONFIGURE_DEPENDS})
-    if(arg_AFTER_PROJECT AND stdout MATCHES "wrote partition CSV")
+    if(arg_AFTER_PROJECT AND NVS_SECURE_CSV_CHANGED)
         # ESP-IDF has read the CSV of the early pass already: build again from the new one.
         fail_at_build_time(nvs_secure_partition_csv
             "idf_nvs_secure: ${NVS_SECURE_PARTITION_CSV} changed after ESP-IDF read it."
@@ -215,16 +217,25 @@ function(idf_nvs_secure_add_images)
         list(APPEND args --image ${name})
     endforeach()
     __idf_nvs_secure_command(command cmake-build ${args})
+    __idf_nvs_secure_command(stamp_command cmake-stamp ${NVS_SECURE_STAMP_SPEC})
 
+    # Runs on every build and rewrites the stamp only when an environment variable the
+    # outputs read (a value's env:, the master secret) changed: make cannot see those.
+    add_custom_target(nvs_secure_stamp
+        COMMAND ${stamp_command}
+        BYPRODUCTS ${NVS_SECURE_STAMP}
+        COMMENT ""
+        VERBATIM)
     if(NVS_SECURE_OUTPUTS)
         add_custom_command(
             OUTPUT ${NVS_SECURE_OUTPUTS}
             COMMAND ${command}
-            DEPENDS ${NVS_SECURE_DEPENDS} ${NVS_SECURE_MANIFEST}
+            DEPENDS ${NVS_SECURE_DEPENDS} ${NVS_SECURE_MANIFEST} ${NVS_SECURE_STAMP}
             COMMENT "idf_nvs_secure: generating NVS images (product ${NVS_SECURE_PRODUCT})"
             VERBATIM)
         add_custom_target(nvs_secure_images ALL DEPENDS ${NVS_SECURE_OUTPUTS})
-        set_property(DIRECTORY APPEND PROPERTY ADDITIONAL_CLEAN_FILES ${NVS_SECURE_OUTPUTS})
+        add_dependencies(nvs_secure_images nvs_secure_stamp)
+        set_property(DIRECTORY APPEND PROPERTY ADDITIONAL_CLEAN_FILES ${NVS_SECURE_OUT_DIR})
     else()
         add_custom_target(nvs_secure_images)
     endif()

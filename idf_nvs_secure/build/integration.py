@@ -30,14 +30,14 @@ Pure: no files are read or written here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..inputs.project import ResolvedProject
-    from ..plan.security import SecurityPlan
-    from .artifacts import Build
+from ..plan.model import SecurityPlan
+from ..plan.outputs import PlannedOutput
+from ..plan.project_plan import ProjectPlan
+from ..words import FlashEncryptionMode, KeyProvider, OutputKind, Severity
 
 __all__ = [
     "IMAGE_KINDS",
@@ -48,10 +48,10 @@ __all__ = [
     "plan_build_integration",
 ]
 
-#: The artifact kinds the build writes; ESP-IDF builds the partition table itself.
-IMAGE_KINDS = ("nvs_image", "nvs_keys_image", "hmac_key")
+#: The output kinds the build writes; ESP-IDF builds the partition table itself.
+IMAGE_KINDS = (OutputKind.NVS_IMAGE, OutputKind.NVS_KEYS_IMAGE, OutputKind.HMAC_KEY)
 #: Version of :meth:`BuildIntegration.to_json`'s layout.
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,10 @@ class BuildIntegration:
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     active: bool = True
+    #: Environment variables the outputs read (names only): the stamp step watches them.
+    env: tuple[str, ...] = ()
+    #: The output plan's JSON (None when the plan has errors).
+    outputs: Mapping[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -152,6 +156,8 @@ class BuildIntegration:
             "messages": list(self.messages),
             "warnings": list(self.warnings),
             "errors": list(self.errors),
+            "env": list(self.env),
+            "outputs": self.outputs,
         }
 
     @classmethod
@@ -168,121 +174,112 @@ class BuildIntegration:
             configure_depends=tuple(Path(p) for p in data.get("configure_depends", ())),
             partition_csv=Path(data["partition_csv"]) if data.get("partition_csv") else None,
             messages=tuple(data.get("messages", ())), warnings=tuple(data.get("warnings", ())),
-            errors=tuple(data.get("errors", ())), active=data.get("active", True))
+            errors=tuple(data.get("errors", ())), active=data.get("active", True),
+            env=tuple(data.get("env", ())), outputs=data.get("outputs"))
 
 
 def _hex(value: int | None) -> str:
     return f"0x{value:x}" if value is not None else "-"
 
 
-@dataclass
-class _Collector:
-    images: list[ImageRegistration] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
-
-
-def _register(plan: "SecurityPlan", resolved: "ResolvedProject", out_dir: Path,
-              kind: str, name: str, partition: str | None, secret: bool, note: str,
-              acc: _Collector) -> None:
-    """Decide how one built artifact is flashed, and say so."""
-    part = resolved.table.find(partition) if partition else None
-    path = out_dir / name
-    base = dict(kind=kind, file=path, partition=partition, secret=secret,
-                offset=part.offset if part else None, size=part.size if part else None)
+def _register(plan: SecurityPlan, out: PlannedOutput, path: Path,
+              images: list[ImageRegistration], messages: list[str]) -> None:
+    """Decide how one planned output is flashed, and say so."""
+    base = dict(kind=out.kind.value, file=path, partition=out.partition, secret=out.secret,
+                offset=out.offset, size=out.size)
     mode = plan.flash_encryption_mode
-    if kind == "nvs_image":
+    name = out.path
+    part = plan.table.find(out.partition) if plan.table is not None and out.partition else None
+    if out.kind == OutputKind.NVS_IMAGE:
         # ESP-IDF refuses ALWAYS_PLAINTEXT for a partition flagged `encrypted` (allowed
         # for NVS only with NVS_COMPATIBLE_PRE_V4_3_ENCRYPTION_FLAG); its type/subtype rule
         # writes an NVS partition in plain text anyway.
-        acc.images.append(ImageRegistration(**base, always_plaintext=not (part and part.encrypted),
-                                            registered=True, flash_in_project=True))
-        acc.messages.append(
-            f"{name}: NVS data for partition {partition} at {_hex(base['offset'])} ({note}), "
+        images.append(ImageRegistration(**base, always_plaintext=not (part and part.encrypted),
+                                        registered=True, flash_in_project=True))
+        how = "XTS-encrypted" if out.keys else "plain"
+        messages.append(
+            f"{name}: NVS data for partition {out.partition} at {_hex(out.offset)} ({how}), "
             f"written as is (never through flash encryption) by `idf.py flash` and "
             f"`idf.py nvs-flash`")
-    elif kind == "nvs_keys_image" and part is not None:
-        if mode == "release":
-            acc.images.append(ImageRegistration(**base))
-            acc.messages.append(
-                f"{name}: release-mode flash encryption: the nvs_keys image for {partition} at "
-                f"{_hex(part.offset)} is built but not flashed: once the device has booted it "
+    elif out.kind == OutputKind.NVS_KEYS_IMAGE and out.partition is not None:
+        if mode == FlashEncryptionMode.RELEASE:
+            images.append(ImageRegistration(**base))
+            messages.append(
+                f"{name}: release-mode flash encryption: the nvs_keys image for {out.partition} "
+                f"at {_hex(out.offset)} is built but not flashed: once the device has booted it "
                 f"takes the key partition only pre-encrypted with its flash-encryption key "
                 f"(espsecure encrypt-flash-data, then esptool write-flash), or use keys: "
                 f"{{source: chip}} so the chip makes its own keys")
-        elif mode == "development":
-            acc.images.append(ImageRegistration(**base, encrypted=True, registered=True,
-                                                flash_in_project=True))
-            acc.messages.append(
+        elif mode == FlashEncryptionMode.DEVELOPMENT:
+            images.append(ImageRegistration(**base, encrypted=True, registered=True,
+                                            flash_in_project=True))
+            messages.append(
                 f"{name}: development-mode flash encryption: `idf.py encrypted-flash` and "
-                f"`idf.py nvs-keys-flash` write the nvs_keys image for {partition} at "
-                f"{_hex(part.offset)} encrypted. `idf.py flash` writes it in plain text, which is "
+                f"`idf.py nvs-keys-flash` write the nvs_keys image for {out.partition} at "
+                f"{_hex(out.offset)} encrypted. `idf.py flash` writes it in plain text, which is "
                 f"right only before the first boot (the bootloader then encrypts it in place)")
         else:
-            acc.images.append(ImageRegistration(**base, registered=True, flash_in_project=True))
-            acc.messages.append(f"{name}: nvs_keys image for {partition} at {_hex(part.offset)}, "
-                                f"written in plain text by `idf.py flash`")
-    elif kind == "nvs_keys_image":
-        acc.images.append(ImageRegistration(**base))
-        acc.messages.append(f"{name}: NVS keys the application passes to nvs_flash_secure_init() "
-                            f"(not flashed)")
-    else:  # hmac_key
-        acc.images.append(ImageRegistration(**base))
-        acc.messages.append(f"{name}: {note or 'HMAC key'} (not flashed)")
+            images.append(ImageRegistration(**base, registered=True, flash_in_project=True))
+            messages.append(f"{name}: nvs_keys image for {out.partition} at "
+                            f"{_hex(out.offset)}, written in plain text by `idf.py flash`")
+    elif out.kind == OutputKind.NVS_KEYS_IMAGE:
+        images.append(ImageRegistration(**base))
+        messages.append(f"{name}: NVS keys the application passes to nvs_flash_secure_init() "
+                        f"(not flashed)")
+    else:  # the HMAC key
+        images.append(ImageRegistration(**base))
+        block = plan.hmac_efuse_key_id
+        messages.append(f"{name}: HMAC key: burn it into eFuse key block {block} with purpose "
+                        f"HMAC_UP before the first boot (not flashed)")
 
 
-def plan_build_integration(resolved: "ResolvedProject", plan: "SecurityPlan",
-                           build: "Build | None", *, out_dir: Path,
+def plan_build_integration(planned: ProjectPlan, *, out_dir: Path,
                            sdkconfig: Path | None = None,
                            errors: tuple[str, ...] = ()) -> BuildIntegration:
-    """How ESP-IDF's build handles ``resolved`` under ``plan``.
+    """How ESP-IDF's build handles ``planned`` (its output plan decides every file).
 
-    ``build`` is :func:`~.artifacts.build_artifacts`' result (None when it failed, with
-    the reason in ``errors``); ``out_dir`` is where the build writes the images;
-    ``sdkconfig`` is the configuration file the build-time command reads.
-    """
+    ``out_dir`` is where the build step writes the images; ``sdkconfig`` the
+    configuration file it reads.  Nothing is built here."""
+    resolved, plan, outputs = planned.resolved, planned.security, planned.outputs
     project = resolved.project
-    yaml_files: dict[Path, None] = {project.file: None, project.partitions_file: None}
-    for vals in resolved.values.values():
-        yaml_files.update(dict.fromkeys(vals.files))
-    depends: dict[Path, None] = dict.fromkeys(resolved.inputs)
-    for spec in [resolved.master_secret] + [k.master_secret for k in resolved.keys.values()]:
-        if spec is not None and spec.file is not None:
-            depends.setdefault(spec.file if spec.file.is_absolute() else project.root / spec.file)
+    configure: dict[Path, None] = {project.file: None, project.partitions_file: None}
+    depends: dict[Path, None] = dict.fromkeys(configure)
+    depends.update(dict.fromkeys(outputs.input_files))
     if sdkconfig is not None:
         depends.setdefault(Path(sdkconfig))
-
     all_errors = tuple(f"[{d.code}] {d.message}" for d in plan.errors) + tuple(errors)
     warnings = tuple(f"[{d.code}] {d.message}" for d in plan.diagnostics
-                     if d.severity == "warning")
-    acc = _Collector()
-    if build is not None and not all_errors:
-        for art in build.artifacts:
-            if art.kind in IMAGE_KINDS:
-                _register(plan, resolved, out_dir, art.kind, art.name, art.partition,
-                          art.secret, art.note, acc)
-        acc.messages.extend(build.notes)
+                     if d.severity == Severity.WARNING)
+    images: list[ImageRegistration] = []
+    messages: list[str] = []
+    if not all_errors:
+        for out in outputs.device_outputs:
+            _register(plan, out, out_dir / out.path, images, messages)
+    unset = resolved.unset_env
+    if unset:
+        messages.append(f"the build needs {', '.join(unset)} set (values read "
+                        f"{'them' if len(unset) > 1 else 'it'}); the images are made once "
+                        f"{'they are' if len(unset) > 1 else 'it is'}")
     erase = []
     for part in plan.nvs_partitions:
-        if part.key_source == "nvs_keys_chip" and plan.keys_partition:
+        if part.key_source == KeyProvider.CHIP_NVS_KEYS and plan.keys_partition:
             keys_name = resolved.nvs_keys_pairs.get(part.name) or plan.keys_partition
             keys = resolved.table.find(keys_name)
             if keys is not None and all(e.partition != keys.name for e in erase):
                 erase.append(ErasePartition(keys.name, keys.offset, keys.size))
-                acc.messages.append(
+                messages.append(
                     f"{keys.name} at {_hex(keys.offset)}: the chip makes its keys at first "
-                    f"boot, so "
-                    f"the build writes nothing there and `idf.py flash` leaves it alone "
-                    f"(`idf.py nvs-keys-erase` erases it)")
+                    f"boot, so the build writes nothing there and `idf.py flash` leaves it "
+                    f"alone (`idf.py nvs-keys-erase` erases it)")
     if plan.target == "linux":
-        acc.messages.append("linux host target: the images are preloaded into the emulated flash "
-                            "(linux_flash_data.txt). NVS encryption is not available there, so "
-                            "the NVS data is plain text")
+        messages.append("linux host target: NVS encryption is not available there, so the "
+                        "NVS data is plain text")
     generated = project.partition_csv if project.partitions_file.suffix.lower() in (
         ".yaml", ".yml") else None
     return BuildIntegration(
         project_dir=project.root, product=resolved.product, target=plan.target,
         flash_encryption_mode=plan.flash_encryption_mode,
-        images=tuple(acc.images) if not all_errors else (), erase=tuple(erase),
-        depends=tuple(depends), configure_depends=tuple(yaml_files),
-        partition_csv=generated, messages=tuple(acc.messages), warnings=warnings,
-        errors=all_errors)
+        images=tuple(images), erase=tuple(erase), depends=tuple(depends),
+        configure_depends=tuple(configure), partition_csv=generated,
+        messages=tuple(messages), warnings=warnings, errors=all_errors,
+        env=outputs.env_vars, outputs=outputs.to_json() if not all_errors else None)

@@ -38,6 +38,8 @@ _INT_TYPES = {"u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64"}
 _FLOAT_TYPES = {"float", "double"}
 _SOURCES = ("value", "hex", "base64", "file", "env")
 MAX_NAME_BYTES = 15
+#: What an entry holds while its environment variable is unset (``defer_unset``).
+_STAND_IN: dict[str, Any] = {"string": "", "blob": b"", "float": 0.0, "double": 0.0}
 
 
 @dataclass
@@ -54,6 +56,17 @@ class NvsValues:
     secrets: set[tuple[str, str]] = field(default_factory=set)
     files: list[Path] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
+    #: Environment variables the values read, in order of first use.
+    env_vars: dict[str, None] = field(default_factory=dict)
+    #: With ``defer_unset``: (namespace, key) -> (variable, error) of a value whose variable
+    #: is unset (its entry holds a stand-in of its type); raised by :meth:`check_complete`.
+    unset: dict[tuple[str, str], tuple[str, InputError]] = field(default_factory=dict)
+    defer_unset: bool = False
+
+    def check_complete(self) -> None:
+        """Raise the first deferred error of an unset variable, if any."""
+        for _var, error in self.unset.values():
+            raise error
 
     @property
     def entries(self) -> list[NvsEntry]:
@@ -64,10 +77,14 @@ class NvsValues:
 
 
 def load_nvs_values(files: Sequence[Path], *, env: Mapping[str, str],
-                    values: NvsValues | None = None) -> NvsValues:
+                    values: NvsValues | None = None, defer_unset: bool = False) -> NvsValues:
     """Read ``files`` in order, the first as the base (unless ``values`` is given) and the
-    rest as overlays over it."""
-    result = values if values is not None else NvsValues()
+    rest as overlays over it.
+
+    ``defer_unset``: a value from an unset environment variable is not an error yet (its
+    entry holds a stand-in, the error waits in ``unset``), so commands that only plan or
+    show never need secret values."""
+    result = values if values is not None else NvsValues(defer_unset=defer_unset)
     for i, path in enumerate(files):
         text = read_input_text(path)
         result.files.append(Path(path))
@@ -93,6 +110,7 @@ def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping
                                 f"does not have", key=True, hint=_known(into.namespaces))
             del into.namespaces[ns]
             into.secrets = {s for s in into.secrets if s[0] != ns}
+            into.unset = {k: v for k, v in into.unset.items() if k[0] != ns}
             continue
         target = into.namespaces.setdefault(ns, {})
         for key, spec in keys.items():
@@ -109,7 +127,9 @@ def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping
                                     f"such {what}", key=True, hint=known)
                 del target[key]
                 into.secrets.discard(path)
+                into.unset.pop(path, None)
                 continue
+            into.unset.pop(path, None)
             entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into)
             target[key] = entry
             if secret:
@@ -164,9 +184,15 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
     raw = spec[source]
     secret = bool(spec.get("secret", False)) or source == "env"
     if source == "env":
+        into.env_vars.setdefault(raw, None)
         if raw not in env:
-            raise doc.error(spath, f"environment variable {raw} is not set",
-                            hint=f"export {raw}=... (an unset variable is never an empty value)")
+            error = doc.error(spath, f"environment variable {raw} is not set",
+                              hint=f"export {raw}=... (an unset variable is never an empty value)")
+            if not into.defer_unset:
+                raise error
+            into.unset[path] = (raw, error)
+            return NvsEntry(ns, key, type_, _STAND_IN.get(type_, 0), file=doc.filename,
+                            line=line, col=col), True
         value = _from_text(doc, spath, type_, env[raw], f"environment variable {raw}")
     elif source == "file":
         file_path = (base_dir / raw)

@@ -1,7 +1,7 @@
 """The data of a security plan: what sdkconfig and the project file mean for NVS.
 
 Frozen records only; :mod:`.security` computes them and :mod:`.checks` finds what is
-wrong with them.  The domain's words are enums (:mod:`.words`), whose values are the
+wrong with them.  The domain's words are enums (:mod:`..words`), whose values are the
 strings that JSON outputs and earlier manifests carry.
 """
 
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..formats.partition_table import PartitionTable
+from ..words import FlashEncryptionMode, KeyProtection, KeyProvider, Severity
 
-__all__ = ["SEVERITIES", "Diagnostic", "PlanIntent", "NvsPartitionPlan", "Artifact",
+__all__ = ["SEVERITIES", "Diagnostic", "PlanIntent", "NvsPartitionPlan",
            "SecurityPlan"]
 
 #: Diagnostic severities, most severe first.
@@ -26,11 +27,14 @@ class Diagnostic:
     stable kebab-case id; ``message`` says what is wrong and how to fix it; ``file``
     and ``line`` point at the setting when it is known."""
 
-    severity: str
+    severity: Severity
     code: str
     message: str
     file: str | None = None
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"severity": self.severity, "code": self.code, "message": self.message}
@@ -73,7 +77,7 @@ class NvsPartitionPlan:
     offset: int
     size: int
     encrypted: bool
-    key_source: str | None
+    key_source: KeyProvider | None
     values_file: str | None = None
     #: The partition table's ``encrypted`` flag (which NVS must not have).
     flagged_encrypted: bool = False
@@ -82,33 +86,6 @@ class NvsPartitionPlan:
         return {"name": self.name, "offset": self.offset, "size": self.size,
                 "encrypted": self.encrypted, "key_source": self.key_source,
                 "values_file": self.values_file, "flagged_encrypted": self.flagged_encrypted}
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """Something the build must produce or do.
-
-    ``kind``: ``partition_table``, ``nvs_image``, ``nvs_keys_image``, ``nvs_keys_erased``
-    (nothing to write: keep the partition erased), ``hmac_key`` (a key file to burn
-    into eFuse) or ``app_keys`` (keys the application passes to nvs_flash_secure_init).
-    ``file`` is a suggested path relative to the build directory.
-    """
-
-    kind: str
-    description: str
-    file: str | None = None
-    partition: str | None = None
-    offset: int | None = None
-    encrypted: bool = False
-    efuse_key_id: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "file": self.file, "partition": self.partition,
-                               "offset": self.offset, "encrypted": self.encrypted,
-                               "description": self.description}
-        if self.efuse_key_id is not None:
-            out["efuse_key_id"] = self.efuse_key_id
-        return out
 
 
 @dataclass(frozen=True)
@@ -128,17 +105,16 @@ class SecurityPlan:
 
     target: str
     nvs_encryption: bool
-    scheme: str | None
+    scheme: KeyProtection | None
     hmac_efuse_key_id: int | None
     flash_encryption: bool
-    flash_encryption_mode: str | None
+    flash_encryption_mode: FlashEncryptionMode | None
     flash_encryption_key: str | None
     partition_table: Mapping[str, Any]
     flash_size: str | None
     table: PartitionTable | None
     nvs_partitions: tuple[NvsPartitionPlan, ...]
     keys_partition: str | None
-    artifacts: tuple[Artifact, ...]
     diagnostics: tuple[Diagnostic, ...]
     notes: tuple[str, ...]
     symbols: Mapping[str, Any]
@@ -172,7 +148,6 @@ class SecurityPlan:
             "flash_size": self.flash_size,
             "keys_partition": self.keys_partition,
             "nvs_partitions": [p.to_json() for p in self.nvs_partitions],
-            "artifacts": [a.to_json() for a in self.artifacts],
             "diagnostics": [d.to_json() for d in self.diagnostics],
             "notes": list(self.notes),
             "config": {key: list(val) if isinstance(val, tuple) else val

@@ -44,10 +44,10 @@ from ..formats.partition_table import (
 )
 from ..fsutil import read_input_text
 from ..inputs.partition_csv import parse_partition_csv
+from ..words import FlashEncryptionMode, KeyProtection, KeyProvider
 from .checks import check_plan
 from .model import (
     SEVERITIES,
-    Artifact,
     Diagnostic,
     NvsPartitionPlan,
     PlanIntent,
@@ -58,7 +58,6 @@ __all__ = [
     "Diagnostic",
     "PlanIntent",
     "NvsPartitionPlan",
-    "Artifact",
     "SecurityPlan",
     "DEFAULT_NVS_PARTITION",
     "NVS_KEYS_MIN_SIZE",
@@ -170,14 +169,14 @@ def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
 # --- building the plan ---------------------------------------------------------------
 
 
-def _scheme(v: Mapping[str, Any]) -> str | None:
+def _scheme(v: Mapping[str, Any]) -> KeyProtection | None:
     if not v.get("NVS_ENCRYPTION"):
         return None
     if v.get("NVS_SEC_KEY_PROTECT_USING_FLASH_ENC"):
-        return "flash_enc"
+        return KeyProtection.FLASH_ENC
     if v.get("NVS_SEC_KEY_PROTECT_USING_HMAC"):
-        return "hmac"
-    return "none"
+        return KeyProtection.HMAC
+    return KeyProtection.NONE
 
 
 def _flash_encryption_key(chip: Chip, v: Mapping[str, Any]) -> str | None:
@@ -192,48 +191,13 @@ def _flash_encryption_key(chip: Chip, v: Mapping[str, Any]) -> str | None:
     return "xts-aes-128"
 
 
-def _key_source(scheme: str | None, intent: PlanIntent) -> str | None:
-    return {"flash_enc": "nvs_keys_host" if intent.host_keys else "nvs_keys_chip",
-            "hmac": "hmac", "none": "app"}.get(scheme or "")
-
-
-def _artifacts(plan_parts: tuple[NvsPartitionPlan, ...], table_file: str | None, offset: int,
-               scheme: str | None, keys_part: Any, key_id: int | None, mode: str | None,
-               intent: PlanIntent) -> tuple[Artifact, ...]:
-    out: list[Artifact] = []
-    if table_file is not None:
-        source = ("generated from partitions.yaml" if intent.generated_csv else f"from {table_file}")
-        out.append(Artifact("partition_table", f"partition table ({source}), built by ESP-IDF",
-                            "partition_table/partition-table.bin", offset=offset))
-    for part in plan_parts:
-        if part.values_file is None:
-            continue
-        how = "XTS-encrypted with the NVS keys" if part.encrypted else "plain text"
-        out.append(Artifact("nvs_image", f"NVS image of {part.name} from {part.values_file}, {how}",
-                            f"nvs_secure/{part.name}.bin", part.name, part.offset, part.encrypted))
-    if not any(p.encrypted for p in plan_parts):
-        return tuple(out)
-    if scheme == "flash_enc" and keys_part is not None:
-        if intent.host_keys:
-            how = ("flash it with `idf.py encrypted-flash` (or before the first boot, when the "
-                   "bootloader encrypts it in place)" if mode == "development" else
-                   "pre-encrypted with the device's flash-encryption key" if intent.nvs_keys_pre_encrypted
-                   else "write it before the first boot; the bootloader then encrypts it in place")
-            out.append(Artifact("nvs_keys_image", f"nvs_keys image (host-generated keys); {how}",
-                                "nvs_secure/nvs_keys.bin", keys_part.name, keys_part.offset, True))
-        else:
-            out.append(Artifact("nvs_keys_erased", "keep this partition erased: "
-                                "nvs_flash_generate_keys() writes the keys on first boot",
-                                None, keys_part.name, keys_part.offset))
-    elif scheme == "hmac" and intent.host_keys:
-        block = f"BLOCK_KEY{key_id}" if key_id is not None and key_id >= 0 else "BLOCK_KEY<n>"
-        out.append(Artifact("hmac_key", f"HMAC key to burn before the first boot: `espefuse.py "
-                            f"burn_key {block} nvs_secure/hmac_key.bin HMAC_UP`",
-                            "nvs_secure/hmac_key.bin", efuse_key_id=key_id))
-    elif scheme == "none" and intent.host_keys:
-        out.append(Artifact("app_keys", "NVS keys the application passes to nvs_flash_secure_init()",
-                            "nvs_secure/nvs_keys.bin"))
-    return tuple(out)
+def _key_source(scheme: KeyProtection | None, intent: PlanIntent) -> KeyProvider | None:
+    if scheme is None:
+        return None
+    return {KeyProtection.FLASH_ENC: KeyProvider.HOST_NVS_KEYS if intent.host_keys
+            else KeyProvider.CHIP_NVS_KEYS,
+            KeyProtection.HMAC: KeyProvider.HMAC,
+            KeyProtection.NONE: KeyProvider.APPLICATION}[scheme]
 
 
 def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
@@ -248,7 +212,8 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
     flash_encryption = bool(v.get("SECURE_FLASH_ENC_ENABLED")) and not chip.host
     mode = None
     if flash_encryption:
-        mode = "release" if v.get("SECURE_FLASH_ENCRYPTION_MODE_RELEASE") else "development"
+        mode = (FlashEncryptionMode.RELEASE if v.get("SECURE_FLASH_ENCRYPTION_MODE_RELEASE")
+                else FlashEncryptionMode.DEVELOPMENT)
     scheme = None if chip.host else _scheme(v)
     nvs_encryption = scheme is not None
     key_id = v.get("NVS_SEC_HMAC_EFUSE_KEY_ID") if scheme == "hmac" else None
@@ -282,7 +247,6 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
         table=table,
         nvs_partitions=nvs_parts,
         keys_partition=keys_part.name if keys_part is not None else None,
-        artifacts=_artifacts(nvs_parts, info.file, info.offset, scheme, keys_part, key_id, mode, intent),
         diagnostics=(),
         notes=tuple(config.notes) + info.notes,
         symbols=MappingProxyType(dict(v)),

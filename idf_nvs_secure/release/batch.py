@@ -30,20 +30,17 @@ import multiprocessing
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..build.artifacts import HMAC_CONTEXT
-from ..build.flash_encrypt import stored_encrypted
+from ..build.keys import KeyResolver, key_material
+from ..plan.outputs import KeyPlan, plan_outputs
+from ..words import FlashEncryptionMode, KeySource, OutputKind
 from ..errors import CapacityError, InputError, KeyMaterialError, NvsSecureError
 from ..formats.nvs_image import build_nvs_image
 from ..formats.nvs_keys import (
-    HMAC_KEY_SIZE,
-    build_nvs_keys,
     derive_nvs_keys_from_hmac,
-    generate_hmac_key,
-    generate_nvs_keys,
     parse_nvs_keys,
 )
 from ..formats.nvs_template import (
@@ -55,9 +52,6 @@ from ..formats.nvs_template import (
 from ..fsutil import read_input_text, write_atomic
 from ..inputs.keysource import (
     MasterSecret,
-    derive_hmac_key,
-    derive_nvs_keys,
-    read_master_secret,
 )
 from ..inputs.project import ResolvedProject
 from ..inputs.yamlsource import load_yaml
@@ -126,7 +120,7 @@ def _file_valued(paths: Sequence[Path]) -> frozenset[tuple[str, str]]:
 def plan_batch(resolved: ResolvedProject, plan: SecurityPlan, *,
                master_secret: MasterSecret | None = None,
                env: Mapping[str, str] | None = None) -> BatchPlan:
-    """The per-device work for ``resolved`` under ``plan``.
+    """The per-device work for ``resolved`` under ``plan``: its output plan, per device.
 
     ``master_secret`` (``--master-secret-file``) overrides the project's and makes every
     host key derived from it.  Otherwise key files are refused (every device would share
@@ -136,51 +130,39 @@ def plan_batch(resolved: ResolvedProject, plan: SecurityPlan, *,
         raise NvsSecureError(f"the security plan has {len(plan.errors)} error(s): "
                              f"{plan.errors[0].message}",
                              hint="run 'idf-nvs-secure detect' for all")
+    outputs = plan_outputs(plan, resolved)
+    keys: dict[str, KeyPlan] = {}
+    for key in outputs.keys:
+        if master_secret is not None:
+            key = replace(key, source=KeySource.DERIVE)
+        if key.source == KeySource.FILE:
+            raise KeyMaterialError(
+                f"the keys of {key.name} come from a key file: every device of the batch "
+                f"would share them", file=key.where,
+                hint="per-device keys need keys: {source: derive} (a master secret) or "
+                     "{source: generate}; or pass --master-secret-file")
+        keys[key.name] = key
     master = master_secret
+    if master is None and any(k.source == KeySource.DERIVE for k in keys.values()):
+        resolver = KeyResolver(resolved, env=env, release=True)
+        master = resolver.master_secret(next(k for k in keys.values()
+                                             if k.source == KeySource.DERIVE))
+    development = plan.flash_encryption_mode == FlashEncryptionMode.DEVELOPMENT
     jobs = []
     for name, values in resolved.values.items():
+        image = outputs.find(OutputKind.NVS_IMAGE, name)
+        key = keys.get(image.keys) if image is not None and image.keys else None
+        if image is None:  # keys only: an encrypted partition without values
+            key = next((k for k in keys.values() if k.context ==
+                        (resolved.nvs_keys_pairs.get(name) or plan.keys_partition)), None)
+            if key is None:
+                continue
         part = resolved.table.find(name)
-        nvs_plan = plan.nvs_partition(name)
-        spec = resolved.keys[name]
-        source = nvs_plan.key_source if nvs_plan and nvs_plan.encrypted else None
-        mode = {"nvs_keys_host": "nvs_keys", "app": "nvs_keys", "hmac": "hmac"}.get(source or "")
-        if source == "nvs_keys_chip":
-            if values.namespaces:
-                raise KeyMaterialError(f"NVS partition '{name}' has values but its keys are "
-                                       f"made on the chip", hint="see 'idf-nvs-secure detect'")
-            continue
-        key_source = None
-        context = keys_offset = None
-        keys_encrypted = False
-        if mode is not None:
-            key_source = "derive" if master_secret is not None else spec.source
-            if key_source == "file":
-                raise KeyMaterialError(
-                    f"the keys of NVS partition '{name}' come from a key file: every device "
-                    f"of the batch would share them", file=spec.where,
-                    hint="per-device keys need keys: {source: derive} (a master secret) or "
-                         "{source: generate}; or pass --master-secret-file")
-            if key_source == "derive" and master is None:
-                secret_spec = spec.master_secret or resolved.master_secret
-                if secret_spec is None:
-                    raise KeyMaterialError("keys source 'derive' needs a master secret",
-                                           file=spec.where, hint="add master_secret: "
-                                           "{env: NAME} to nvs_secure.yaml, or pass "
-                                           "--master-secret-file")
-                master = read_master_secret(secret_spec, env=env,
-                                            base_dir=resolved.project.root, release=True)
-            if mode == "nvs_keys":
-                context = resolved.nvs_keys_pairs.get(name) or plan.keys_partition or "nvs_keys"
-                target = resolved.table.find(context)
-                keys_offset = target.offset if target is not None else None
-                keys_encrypted = (keys_offset is not None and plan.flash_encryption_mode ==
-                                  "development" and stored_encrypted(keys_offset, resolved.table))
-            else:
-                context = HMAC_CONTEXT
         jobs.append(PartitionJob(name, part.offset, part.size,
                                  resolved.format_versions.get(name, 2), tuple(values.entries),
-                                 _file_valued(values.files), mode, key_source, context,
-                                 keys_offset, keys_encrypted))
+                                 _file_valued(values.files), key,
+                                 bool(key and key.flash_encrypted and development),
+                                 image=image is not None))
     return BatchPlan(resolved.product_label, tuple(jobs),
                      master.material if master is not None else None)
 
@@ -205,8 +187,10 @@ def _base_digest(batch: BatchPlan, columns: Sequence[Column], layouts) -> bytes:
     h = hashlib.sha256(b"idf-nvs-secure batch/1\0" + batch.product.encode())
     h.update((batch.master_fingerprint or "-").encode())
     for job, (template, slots) in zip(batch.jobs, layouts):
-        h.update(repr((job.name, job.offset, job.size, job.version, job.key_mode,
-                       job.key_source, job.keys_context, job.keys_offset, slots)).encode())
+        key = job.keys
+        h.update(repr((job.name, job.offset, job.size, job.version, job.image, slots,
+                       key and (key.name, key.kind.value, key.source.value, key.context,
+                                key.offset))).encode())
         for e in template:
             h.update(repr((e.namespace, e.key, e.type, e.value)).encode())
     h.update(repr([(c.partition, c.namespace, c.key, c.type) for c in columns]).encode())
@@ -271,39 +255,22 @@ def device_outputs(batch: BatchPlan, maker: ImageMaker, device: str, values: Seq
     ``kept``: key files of an earlier run (name -> bytes), reused instead of new random
     keys (key source ``generate``)."""
     kept = kept or {}
-    master = batch.master or b""  # only read for key source "derive", which sets it
     files: list[tuple] = []
     made: dict[str, Any] = {}
     for index, job in enumerate(batch.jobs):
         keys = None
-        if job.key_mode == "nvs_keys":
-            name = f"{job.keys_context}.bin"
-            keys = made.get(name)
+        key = job.keys
+        if key is not None:
+            keys = made.get(key.name)
             if keys is None:
-                if name in kept:
-                    keys = parse_nvs_keys(kept[name])
-                elif job.key_source == "derive":
-                    keys = derive_nvs_keys(master, product=batch.product,
-                                           partition=job.keys_context, device_id=device)
-                else:
-                    keys = generate_nvs_keys(rng)
-                made[name] = keys
-                files.append((name, build_nvs_keys(keys), job.keys_context, job.keys_offset,
-                              True, job.keys_encrypted))
-        elif job.key_mode == "hmac":
-            name = "hmac_key.bin"
-            keys = made.get(name)
-            if keys is None:
-                if name in kept and len(kept[name]) == HMAC_KEY_SIZE:
-                    hmac_key = kept[name]
-                elif job.key_source == "derive":
-                    hmac_key = derive_hmac_key(master, product=batch.product,
-                                               partition=HMAC_CONTEXT, device_id=device)
-                else:
-                    hmac_key = generate_hmac_key(rng)
-                keys = made[name] = derive_nvs_keys_from_hmac(hmac_key)
-                files.append((name, hmac_key, None, None, True, False))
-        if maker.layouts[index][0]:  # no values at all: keys only, as build_artifacts does
+                raw = key_material(key, master=batch.master, product=batch.product,
+                                   device_id=device, rng=rng, kept=kept)
+                keys = made[key.name] = (derive_nvs_keys_from_hmac(raw)
+                                         if key.kind == OutputKind.HMAC_KEY else
+                                         parse_nvs_keys(raw))
+                files.append((key.name, raw, key.partition, key.offset, True,
+                              job.keys_encrypted))
+        if job.image:
             files.append((f"{job.name}.bin", maker.image(index, values, keys), job.name,
                           job.offset, False, False))
     return files
@@ -352,7 +319,7 @@ def _build_device(state: _State, device: str, line: int, values: Sequence[Any]):
         record = _read_record(folder)
         if record is not None and record.get("inputs_sha256") == digest:
             return device, record["files"], False
-        if any(j.key_source == "generate" for j in state.batch.jobs):
+        if any(j.key_source == KeySource.GENERATE for j in state.batch.jobs):
             if record is None:
                 raise KeyMaterialError(
                     f"device {device}: its files do not match their record, and its keys "

@@ -71,8 +71,6 @@ DEFAULT_SOURCE_DATE_EPOCH = 315532800
 #: ``manifest.json`` ``format``: bumped when the manifest changes incompatibly.
 MANIFEST_FORMAT = "idf-nvs-secure-release/1"
 _HOST_KEY_SOURCES = ("nvs_keys_host", "app", "hmac")
-_NAMES = {"partition_table": "partition_table/partition-table.bin",
-          "partition_csv": "partition_table/partitions.csv"}
 
 
 @dataclass(frozen=True)
@@ -247,7 +245,7 @@ def _flash_files(resolved: ResolvedProject, build, outputs: BuildOutputs,
                  notes: list[str]) -> list[BundleFile]:
     files: list[BundleFile] = []
     for a in build.artifacts:
-        name = _NAMES.get(a.kind, f"nvs_secure/{a.name}")
+        name = a.output.bundle_path
         section = "partition-table" if a.kind == "partition_table" else a.partition
         files.append(BundleFile(name, a.kind, a.data, a.offset,
                                 section if a.offset is not None else None, a.partition,

@@ -6,19 +6,19 @@ from dataclasses import dataclass, field
 
 from ..formats.nvs_image import NvsEntry
 from ..formats.nvs_keys import key_fingerprint
+from ..plan.outputs import KeyPlan
+from ..words import KeySource
 
 __all__ = ["PartitionJob", "BatchPlan"]
 
 
 @dataclass(frozen=True)
 class PartitionJob:
-    """One NVS partition every device gets: its base values and how it is keyed.
+    """One NVS partition every device gets: its base values, and the key plan that
+    encrypts it (from the output plan; None: plain).
 
-    ``key_mode``: ``"nvs_keys"`` (an nvs_keys image, flash-encryption or app scheme),
-    ``"hmac"`` (an eFuse HMAC key) or None (plain).  ``key_source``: ``"derive"`` or
-    ``"generate"``.  ``keys_context``: the keys partition named in derivation and in the
-    key file's name; ``keys_encrypted``: the nvs_keys image is written through flash
-    encryption (development mode: ``esptool write-flash --encrypt-files``)."""
+    ``keys_encrypted``: the keys file is written through flash encryption at flashing
+    time (development mode: ``esptool write-flash --encrypt-files``)."""
 
     name: str
     offset: int
@@ -26,11 +26,17 @@ class PartitionJob:
     version: int
     entries: tuple[NvsEntry, ...]
     from_file: frozenset[tuple[str, str]]
-    key_mode: str | None = None
-    key_source: str | None = None
-    keys_context: str | None = None
-    keys_offset: int | None = None
+    keys: KeyPlan | None = None
     keys_encrypted: bool = False
+    image: bool = True  # False: keys only (the partition has no values file)
+
+    @property
+    def key_source(self) -> KeySource | None:
+        return self.keys.source if self.keys else None
+
+    @property
+    def keys_context(self) -> str | None:
+        return self.keys.context if self.keys else None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..errors import NvsSecureError
+from ..plan.outputs import plan_outputs
 from ..formats.nvs_image import build_nvs_image, usable_pages
 from ..formats.nvs_layout import ENTRIES_PER_PAGE, PAGE_SIZE
 from ..formats.nvs_reader import parse_nvs_image
@@ -185,7 +186,7 @@ def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
         notes=tuple(plan.notes) if plan is not None else (),
         flash_map_svg=render_flash_map_svg(flash_map, standalone=False),
         partitions=partitions, show_secrets=show_secrets,
-        artifacts=tuple(plan.artifacts) if plan is not None else ())
+        artifacts=plan_outputs(plan, resolved).outputs if plan is not None else ())
 
 
 def render_report_html(report: Report) -> str:

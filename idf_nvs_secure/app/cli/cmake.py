@@ -3,30 +3,39 @@
 * ``cmake-dir``: where the installed CMake module and ESP-IDF component live.
 * ``cmake-configure``: at configure time, writes the partition CSV generated from
   partitions.yaml (only when its text changes) and, unless ``--csv-only``, a CMake
-  include file plus a JSON manifest describing the build (see :mod:`..buildsys`).
-  It exits 0 whenever it wrote them, even when the project has errors: those are in the
-  files, for the build to report, so that menuconfig still works.
-* ``cmake-build``: at build time, writes exactly the images the configure step listed.
+  include file, a JSON manifest and the stamp step's description, all from the output
+  plan.  It builds nothing: no key is made and nothing encrypted.  It exits 0 whenever
+  it wrote them, even when the project has errors: those are in the files, for the
+  build to report, so that menuconfig still works.  Values from unset environment
+  variables are not errors here: the output plan does not depend on values, and the
+  build step needs them.
+* ``cmake-stamp``: at every build, rewrites the stamp file when the environment
+  variables the outputs read changed (see :mod:`..stamp`).
+* ``cmake-build``: at build time, writes exactly the images the configure step listed,
+  as one set.
 
-Thin shims: :func:`~..artifacts.plan_for_project`, :func:`~..artifacts.build_artifacts`
-and :func:`~..buildsys.plan_build_integration` decide everything.
+Thin shims: :func:`~...plan.project_plan.plan_project`,
+:func:`~...build.artifacts.build_outputs` and
+:func:`~...build.integration.plan_build_integration` decide everything.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 
 import click
 
-from ...build.artifacts import build_artifacts, plan_for_project
-from ...build.integration import IMAGE_KINDS, BuildIntegration, plan_build_integration
+from ...build.artifacts import build_outputs
+from ...build.integration import BuildIntegration, plan_build_integration
 from ...errors import InputError, NvsSecureError
-from ...fsutil import write_atomic
+from ...fsutil import output_lock, write_atomic, write_key_file, write_output_set
 from ...inputs.partition_csv import format_partition_csv
-from ...inputs.project import PROJECT_FILE, Project, load_project
+from ...inputs.project import PROJECT_FILE, Project, load_project, resolve_project
+from ...plan.project_plan import plan_project
+from ..stamp import write_stamp_spec
+from .outputs import OUTPUT_SET_MANIFEST, output_set_manifest
 
 __all__ = ["commands", "cmake_file_text", "write_if_changed", "GENERATED_CSV_HEADER"]
 
@@ -76,7 +85,8 @@ def _cmake_set(name: str, values: list[str] | tuple[str, ...]) -> str:
 
 
 def cmake_file_text(integ: BuildIntegration, *, sdkconfig: Path | None, out_dir: Path,
-                    keystore: Path, manifest: Path) -> str:
+                    keystore: Path, manifest: Path, stamp: Path, stamp_spec: Path,
+                    csv_changed: bool) -> str:
     """The CMake include file for ``integ``: variables only, no logic."""
     def message(text: str) -> str:
         return _cmake_quote(text.replace(";", ","))  # a ';' would split the CMake list
@@ -96,6 +106,9 @@ def cmake_file_text(integ: BuildIntegration, *, sdkconfig: Path | None, out_dir:
         _cmake_set("NVS_SECURE_OUT_DIR", [_cmake_path(out_dir)]),
         _cmake_set("NVS_SECURE_KEYSTORE", [_cmake_path(keystore)]),
         _cmake_set("NVS_SECURE_MANIFEST", [_cmake_path(manifest)]),
+        _cmake_set("NVS_SECURE_STAMP", [_cmake_path(stamp)]),
+        _cmake_set("NVS_SECURE_STAMP_SPEC", [_cmake_path(stamp_spec)]),
+        _cmake_set("NVS_SECURE_CSV_CHANGED", [flag(csv_changed)]),
         _cmake_set("NVS_SECURE_PARTITION_CSV",
                    [_cmake_path(integ.partition_csv)] if integ.partition_csv else []),
         _cmake_set("NVS_SECURE_OUTPUTS", [_cmake_path(i.file) for i in integ.images]),
@@ -146,10 +159,21 @@ def _failed(project_dir: Path, product: str | None, exc: NvsSecureError,
                             errors=(message,))
 
 
+def _write_csv(project: Project, table) -> bool:
+    """Write the partition CSV generated from partitions.yaml when its text changes."""
+    if project.partitions_file.suffix.lower() not in (".yaml", ".yml"):
+        return False
+    header = GENERATED_CSV_HEADER.format(
+        source=os.path.relpath(project.partitions_file, project.partition_csv.parent))
+    return write_if_changed(project.partition_csv,
+                            (header + format_partition_csv(table)).encode())
+
+
 @click.command("cmake-dir")
 def cmake_dir_cmd() -> None:
-    """Print the folder with the CMake module (idf_nvs_secure.cmake) and the ESP-IDF
-    component, for a project's CMakeLists.txt."""
+    """Print the folder of the CMake module and ESP-IDF component, for a CMakeLists.txt."""
+    from importlib import resources
+
     click.echo(str(resources.files("idf_nvs_secure.cmake") / "idf_nvs_secure"))
 
 
@@ -172,45 +196,54 @@ def cmake_configure_cmd(project_dir: Path, product: str | None, sdkconfig: Path 
     out_dir = build_dir / "nvs_secure"
     output = (output or out_dir / "config.cmake").resolve()
     manifest = output.with_name("config.json")
-    keystore = out_dir / "keys"
+    stamp_spec, stamp = output.with_name("stamp.json"), output.with_name("env.stamp")
+    images, keystore = out_dir / "images", out_dir / "keys"
+    csv_changed = False
     if not (project_dir / PROJECT_FILE).is_file():
         if csv_only:
             return
         integ = BuildIntegration(project_dir=project_dir.resolve(), product=product,
                                  active=False, messages=(f"no {PROJECT_FILE} in {project_dir}: "
                                                          "nothing to do",))
+    elif csv_only:
+        # The early pass: only the table, placed with what sdkconfig says so far.
+        from ...config.sdkconfig import read_config
+        from ...formats.partition_table import parse_flash_size
+
+        project = load_project(project_dir)
+        config = read_config(project.root, sdkconfig=sdkconfig, build_dir=build_dir)
+        flash = config.values.get("ESPTOOLPY_FLASHSIZE")
+        resolved = resolve_project(project, product, defer_unset=True,
+                                   table_offset=config.values.get("PARTITION_TABLE_OFFSET"),
+                                   flash_size=parse_flash_size(flash) if flash else None)
+        _write_csv(project, resolved.table)
+        return
     else:
         project = None
         try:
             project = load_project(project_dir)
-            resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig,
-                                              build_dir=build_dir)
-            if project.partitions_file.suffix.lower() in (".yaml", ".yml"):
-                header = GENERATED_CSV_HEADER.format(
-                    source=os.path.relpath(project.partitions_file, project.partition_csv.parent))
-                if write_if_changed(project.partition_csv,
-                                    (header + format_partition_csv(resolved.table)).encode()):
-                    click.echo(f"wrote partition CSV {project.partition_csv}")
+            planned = plan_project(project, product, sdkconfig=sdkconfig, build_dir=build_dir,
+                                   defer_unset=True)
+            csv_changed = _write_csv(project, planned.resolved.table)
+            integ = plan_build_integration(planned, out_dir=images,
+                                           sdkconfig=sdkconfig.resolve() if sdkconfig else None)
         except NvsSecureError as exc:
-            if csv_only:
-                raise
             integ = _failed(project_dir, product, exc, project)
-        else:
-            if csv_only:
-                return
-            build, errors = None, ()
-            if plan.ok:
-                try:
-                    build = build_artifacts(resolved, plan, keystore=keystore)
-                except NvsSecureError as exc:
-                    errors = (str(exc) + (f" (hint: {exc.hint})" if exc.hint else ""),)
-            integ = plan_build_integration(resolved, plan, build, out_dir=out_dir,
-                                           sdkconfig=sdkconfig.resolve() if sdkconfig else None,
-                                           errors=errors)
+    write_stamp_spec(stamp_spec, stamp, integ.env)
     text = cmake_file_text(integ, sdkconfig=sdkconfig.resolve() if sdkconfig else None,
-                           out_dir=out_dir, keystore=keystore, manifest=manifest)
+                           out_dir=images, keystore=keystore, manifest=manifest, stamp=stamp,
+                           stamp_spec=stamp_spec, csv_changed=csv_changed)
     write_if_changed(manifest, (json.dumps(integ.to_json(), indent=2) + "\n").encode("utf-8"))
     write_if_changed(output, text.encode("utf-8"))
+
+
+@click.command("cmake-stamp")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+def cmake_stamp_cmd(spec: Path) -> None:
+    """Build-time stamp step: rewrite the stamp when watched variables change."""
+    from ..stamp import main as stamp_main
+
+    raise click.exceptions.Exit(stamp_main([str(spec)]))
 
 
 @click.command("cmake-build")
@@ -218,35 +251,42 @@ def cmake_configure_cmd(project_dir: Path, product: str | None, sdkconfig: Path 
 @PRODUCT
 @SDKCONFIG
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Where the images go (BUILD_DIR/nvs_secure).")
+              help="Where the images go (BUILD_DIR/nvs_secure/images).")
 @click.option("--keystore", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where keys of source 'generate' are kept.")
+@click.option("--build-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The ESP-IDF build directory (default: two levels above --out-dir).")
 @click.option("--image", "images", multiple=True, metavar="NAME",
               help="A file the configure step listed; the command fails when the project "
                    "now makes another set of files (CMake must configure again).")
 def cmake_build_cmd(project_dir: Path, product: str | None, sdkconfig: Path | None,
-                    out_dir: Path, keystore: Path, images: tuple[str, ...]) -> None:
+                    out_dir: Path, keystore: Path, build_dir: Path | None,
+                    images: tuple[str, ...]) -> None:
     """Build-time step: write the NVS images (and nvs_keys image, HMAC key) CMake expects."""
-    project = load_project(project_dir)
-    resolved, plan = plan_for_project(project, product or None, sdkconfig=sdkconfig,
-                                      build_dir=out_dir.parent)
-    if not plan.ok:
-        for diag in plan.errors:
+    build_dir = build_dir or out_dir.parent.parent
+    planned = plan_project(load_project(project_dir), product or None, sdkconfig=sdkconfig,
+                           build_dir=build_dir)
+    if not planned.security.ok:
+        for diag in planned.security.errors:
             click.echo(f"error: [{diag.code}] {diag.message}", err=True)
         raise click.exceptions.Exit(1)
-    build = build_artifacts(resolved, plan, keystore=keystore)
-    made = [a for a in build.artifacts if a.kind in IMAGE_KINDS]
-    if sorted(a.name for a in made) != sorted(images):
+    made = [o.path for o in planned.outputs.device_outputs]
+    if sorted(made) != sorted(images):
         raise InputError(
-            f"the project now makes {', '.join(sorted(a.name for a in made)) or 'no images'}, "
+            f"the project now makes {', '.join(sorted(made)) or 'no images'}, "
             f"but the build was configured for {', '.join(sorted(images)) or 'none'}",
             hint="run `idf.py reconfigure` (or build again: the configure step re-runs)")
-    integ = plan_build_integration(resolved, plan, build, out_dir=out_dir, sdkconfig=sdkconfig)
-    for artifact in made:  # everything is built before anything is written
-        write_atomic(out_dir / artifact.name, artifact.data,
-                     mode=0o600 if artifact.secret else 0o644)
-    for line in integ.messages:
-        click.echo(f"idf_nvs_secure: {line}")
+    build = build_outputs(planned, keystore=keystore,
+                          kinds=tuple({o.kind for o in planned.outputs.device_outputs}))
+    with output_lock(out_dir):
+        for path, data in (build.new_keystore_files or {}).items():
+            write_key_file(path, data)
+        write_output_set(out_dir, [(a.name, a.data, a.secret) for a in build.artifacts],
+                         manifest=(OUTPUT_SET_MANIFEST, output_set_manifest(build)),
+                         owned=OUTPUT_SET_MANIFEST)
+    for note in build.notes:
+        click.echo(f"idf_nvs_secure: note: {note}")
+    click.echo(f"idf_nvs_secure: wrote {', '.join(made)} (product {planned.outputs.label})")
 
 
-commands = [cmake_dir_cmd, cmake_configure_cmd, cmake_build_cmd]
+commands = [cmake_dir_cmd, cmake_configure_cmd, cmake_stamp_cmd, cmake_build_cmd]

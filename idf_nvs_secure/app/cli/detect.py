@@ -12,26 +12,22 @@ from pathlib import Path
 
 import click
 
-from ...build.artifacts import plan_for_project
+from ...plan.outputs import OutputPlan, plan_outputs
+from ...plan.project_plan import plan_project
 from ...inputs.project import PROJECT_FILE, load_project
 from ...plan.security import SecurityPlan, detect_plan
 
 __all__ = ["commands", "detect", "format_plan"]
 
-_KEY_SOURCES = {
-    "nvs_keys_host": "nvs_keys partition written by the host",
-    "nvs_keys_chip": "nvs_keys generated on the chip at first boot",
-    "hmac": "derived on the chip from the HMAC eFuse key",
-    "app": "supplied by the application",
-}
 
 
 def _hex(value: object) -> str:
     return f"{value:#x}" if isinstance(value, int) else "-"
 
 
-def format_plan(plan: SecurityPlan) -> str:
-    """A readable, deterministic summary of ``plan`` (what ``detect`` prints)."""
+def format_plan(plan: SecurityPlan, outputs: OutputPlan | None = None) -> str:
+    """A readable, deterministic summary of ``plan`` and its ``outputs`` (what ``detect``
+    prints)."""
     cfg = plan.config
     files = ", ".join(cfg.get("files", ())) or "none"
     lines = [
@@ -56,15 +52,22 @@ def format_plan(plan: SecurityPlan) -> str:
         lines.append(f"keys partition:    {plan.keys_partition}")
     lines.append("NVS partitions:" if plan.nvs_partitions else "NVS partitions:    none known")
     for part in plan.nvs_partitions:
-        state = (f"encrypted, keys: {_KEY_SOURCES.get(part.key_source or '', part.key_source)}"
+        state = (f"encrypted, keys: {part.key_source.description}"
                  if part.encrypted else "plain text")
         values = f", values from {part.values_file}" if part.values_file else ""
         lines.append(f"  {part.name:<16} {_hex(part.offset):>10} {_hex(part.size):>10}  {state}{values}")
-    lines.append("artifacts:" if plan.artifacts else "artifacts:         none")
-    for art in plan.artifacts:
-        where = f" -> {art.partition} @ {_hex(art.offset)}" if art.partition else ""
-        lines.append(f"  {art.kind}: {art.file or '(nothing to write)'}{where}")
-        lines.append(f"      {art.description}")
+    outputs = outputs if outputs is not None else plan_outputs(plan, None)
+    files = outputs.outputs
+    lines.append(f"outputs ({outputs.label}):" if files else "outputs:           none "
+                 "(without nvs_secure.yaml, ESP-IDF builds the partition table itself)")
+    for out in files:
+        where = f" -> {out.partition} @ {_hex(out.offset)}" if out.partition else (
+            f" @ {_hex(out.offset)}" if out.offset is not None else "")
+        lines.append(f"  {out.path}: {out.kind}{where}")
+        lines.append(f"      {out.description}"
+                     + ("; written through flash encryption" if out.flash_encrypted else ""))
+    for action in outputs.actions:
+        lines.append(f"to do: {action}")
     if plan.diagnostics:
         lines.append("diagnostics:")
     for diag in plan.diagnostics:
@@ -92,13 +95,16 @@ def detect(ctx: click.Context, project_dir: Path, sdkconfig: Path | None, produc
     come from.  Exits 1 when a diagnostic is an error.
     """
     if (project_dir / PROJECT_FILE).is_file():
-        _, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+        planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig,
+                               defer_unset=True)
+        plan, outputs = planned.security, planned.outputs
     else:
         plan = detect_plan(project_dir, sdkconfig=sdkconfig)
+        outputs = plan_outputs(plan, None)
     if as_json:
-        click.echo(json.dumps(plan.to_json(), indent=2))
+        click.echo(json.dumps({**plan.to_json(), "outputs": outputs.to_json()}, indent=2))
     else:
-        click.echo(format_plan(plan))
+        click.echo(format_plan(plan, outputs))
     if not plan.ok:
         ctx.exit(1)
 

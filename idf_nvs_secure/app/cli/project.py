@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
-from ...build.artifacts import build_artifacts, plan_for_project
-from ...fsutil import write_atomic
+from ...build.artifacts import build_outputs
+from ...fsutil import output_lock, write_key_file, write_output_set
+from ...plan.project_plan import plan_project
+from .outputs import OUTPUT_SET_MANIFEST, check_key_provenance, output_set_manifest
 from ...inputs.project import load_project, resolve_project
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
@@ -36,23 +38,31 @@ def _describe_value(entry, secret: bool, show_secrets: bool) -> object:
 @click.option("--sdkconfig", type=click.Path(path_type=Path), help="Use this sdkconfig.")
 @click.option("--keystore", type=click.Path(path_type=Path), default=None,
               help="Where keys of source 'generate' are kept (default: <out-dir>/../keys).")
+@click.option("--force", is_flag=True,
+              help="Replace key files of an earlier build even when the keys change.")
 def build_cmd(project_dir: Path, product: str | None, out_dir: Path | None,
-              sdkconfig: Path | None, keystore: Path | None) -> None:
-    """Build the partition table, NVS images and keys of a project's product."""
-    project = load_project(project_dir)
-    resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig)
-    for d in plan.diagnostics:
+              sdkconfig: Path | None, keystore: Path | None, force: bool) -> None:
+    """Build the partition table, NVS images and keys of a project's product.
+
+    The files are written as one set (all or none), exactly those 'detect' announces."""
+    planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+    for d in planned.security.diagnostics:
         click.echo(f"{d.severity}: {d.message}", err=True)
-    if any(d.severity == "error" for d in plan.diagnostics):
+    if not planned.security.ok:
         raise click.exceptions.Exit(1)
-    label = resolved.product_label
-    out_dir = out_dir or project.root / "build" / "nvs_secure" / label
-    build = build_artifacts(resolved, plan, keystore=keystore or out_dir.parent / "keys")
+    out_dir = out_dir or planned.resolved.project.root / "build" / "nvs_secure" / \
+        planned.outputs.label
+    build = build_outputs(planned, keystore=keystore or out_dir.parent / "keys")
     for note in build.notes:
         click.echo(f"note: {note}", err=True)
-    for artifact in build.artifacts:  # everything is built before anything is written
-        write_atomic(out_dir / artifact.name, artifact.data,
-                     mode=0o600 if artifact.secret else 0o644)
+    with output_lock(out_dir):
+        check_key_provenance(out_dir, OUTPUT_SET_MANIFEST, build, force=force)
+        for path, data in (build.new_keystore_files or {}).items():
+            write_key_file(path, data)
+        write_output_set(out_dir, [(a.name, a.data, a.secret) for a in build.artifacts],
+                         manifest=(OUTPUT_SET_MANIFEST, output_set_manifest(build)),
+                         owned=OUTPUT_SET_MANIFEST)
+    for artifact in build.artifacts:
         where = f" at 0x{artifact.offset:x}" if artifact.offset is not None else ""
         note = f" ({artifact.note})" if artifact.note else ""
         click.echo(f"wrote {out_dir / artifact.name}: {artifact.kind}{where}{note}")

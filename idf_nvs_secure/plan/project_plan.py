@@ -1,0 +1,73 @@
+"""A project planned for one product: the resolved inputs, the security plan and the
+output plan, computed together once (sdkconfig is read once)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from ..config.sdkconfig import read_config
+from ..formats.partition_table import parse_flash_size
+from ..inputs.project import Project, ResolvedProject, resolve_project
+from ..words import KeySource
+from .model import PlanIntent, SecurityPlan
+from .outputs import OutputPlan, plan_outputs
+from .security import plan_from_config
+
+__all__ = ["ProjectPlan", "project_intent", "plan_project", "plan_for_project"]
+
+
+@dataclass(frozen=True)
+class ProjectPlan:
+    """Everything every command reads about one project and product."""
+
+    resolved: ResolvedProject
+    security: SecurityPlan
+    outputs: OutputPlan
+
+
+def project_intent(resolved: ResolvedProject) -> PlanIntent:
+    """What the project file adds to sdkconfig's facts, for the security plan."""
+    project = resolved.project
+    values_files = {name: os.path.relpath(vals.files[0], project.root)
+                    for name, vals in resolved.values.items() if vals.files}
+    host_keys = any(spec.source != KeySource.CHIP for spec in resolved.keys.values()) or (
+        not resolved.keys and (project.keys is None or project.keys.source != KeySource.CHIP))
+    generated = None
+    if project.partitions_file.suffix.lower() in (".yaml", ".yml"):
+        generated = os.path.relpath(project.partition_csv, project.root)
+    secure = frozenset(name for name in resolved.values
+                       if name in resolved.nvs_keys_pairs and name != "nvs")
+    return PlanIntent(values_files=values_files, host_keys=host_keys, generated_csv=generated,
+                      generated_table=resolved.table, secure_partitions=secure)
+
+
+def plan_project(project: Project, product: str | None = None, *,
+                 sdkconfig: Path | None = None, env: Mapping[str, str] | None = None,
+                 build_dir: Path | None = None, defer_unset: bool = False) -> ProjectPlan:
+    """Resolve ``project`` for ``product`` against its sdkconfig, and plan it.
+
+    ``defer_unset``: values from unset environment variables do not fail the plan (the
+    output plan does not depend on values); building then calls
+    ``resolved.check_complete()``."""
+    env = os.environ if env is None else env
+    config = read_config(project.root, sdkconfig=sdkconfig, env=env, build_dir=build_dir)
+    flash = config.values.get("ESPTOOLPY_FLASHSIZE")
+    resolved = resolve_project(project, product, env=env,
+                               table_offset=config.values.get("PARTITION_TABLE_OFFSET"),
+                               flash_size=parse_flash_size(flash) if flash else None,
+                               defer_unset=defer_unset)
+    security = plan_from_config(config, project.root, intent=project_intent(resolved), env=env)
+    return ProjectPlan(resolved, security, plan_outputs(security, resolved))
+
+
+def plan_for_project(project: Project, product: str | None = None, *,
+                     sdkconfig: Path | None = None, env: Mapping[str, str] | None = None,
+                     build_dir: Path | None = None,
+                     defer_unset: bool = False) -> tuple[ResolvedProject, SecurityPlan]:
+    """:func:`plan_project` as the pair (resolved project, security plan)."""
+    planned = plan_project(project, product, sdkconfig=sdkconfig, env=env,
+                           build_dir=build_dir, defer_unset=defer_unset)
+    return planned.resolved, planned.security
