@@ -1,0 +1,172 @@
+"""The output plan: what detect announces is exactly what build writes (names, offsets,
+flags), for every fixture project and every product of the example; and an output set
+that fails part-way leaves the previous set byte for byte."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from idf_nvs_secure import fsutil
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.formats.partition_table import parse_partition_table
+from idf_nvs_secure.inputs.project import load_project
+from idf_nvs_secure.plan.project_plan import plan_project
+from idf_nvs_secure.words import KeySource, OutputKind
+
+from fixture_projects import EXAMPLE, copy_example_project
+
+ENV = {"EXAMPLE_WIFI_PASSWORD": "output-plan-test", "NVS_MASTER_SECRET": None,
+       "IDF_PATH": None, "IDF_TARGET": None, "SDKCONFIG_DEFAULTS": None}
+
+
+def _variant(root: Path, name: str) -> tuple[Path, dict]:
+    """A copy of the example changed in one way; returns it and extra environment."""
+    project = copy_example_project(root)
+    env: dict = {}
+    if name == "nvs_key":  # the name ESP-IDF's own *_encr_nvs.csv tables use
+        text = (project / "partitions.yaml").read_text().replace("name: nvs_keys", "name: nvs_key")
+        (project / "partitions.yaml").write_text(text)
+    elif name == "hmac":
+        shutil.copy(EXAMPLE / "sdkconfig.defaults.esp32c3", project)
+        env["SDKCONFIG_DEFAULTS"] = "sdkconfig.defaults;sdkconfig.defaults.esp32c3"
+        env["IDF_TARGET"] = "esp32c3"
+    elif name == "generate":
+        text = (project / "nvs_secure.yaml").read_text().replace(
+            "keys: {source: derive}", "keys: {source: generate}")
+        (project / "nvs_secure.yaml").write_text(text)
+    elif name == "plain":
+        text = (project / "sdkconfig.defaults").read_text() + "CONFIG_NVS_ENCRYPTION=n\n"
+        (project / "sdkconfig.defaults").write_text(text)
+    return project, env
+
+
+VARIANTS = ["example", "nvs_key", "hmac", "generate", "plain"]
+CASES = [(v, p) for v in VARIANTS for p in ("basic", "pro")]
+
+
+def _run(args: list[str], env: dict) -> object:
+    result = CliRunner().invoke(cli, args, env={**ENV, **env})
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.mark.parametrize("variant,product", CASES)
+def test_announced_outputs_are_exactly_the_files_written(tmp_path: Path, variant: str,
+                                                          product: str) -> None:
+    project, env = _variant(tmp_path, variant)
+    detect = _run(["detect", str(project), "--product", product, "--json"], env)
+    assert detect.exit_code == 0, detect.output
+    announced = {o["path"]: o for o in json.loads(detect.output)["outputs"]["outputs"]}
+    out = tmp_path / "out"
+    build = _run(["build", str(project), "--product", product, "-o", str(out)], env)
+    assert build.exit_code == 0, build.output
+    written = {p.name for p in out.iterdir()} - {"outputs.json"}
+    assert written == set(announced)
+    manifest = {f["path"]: f for f in json.loads((out / "outputs.json").read_text())["files"]}
+    table = parse_partition_table((out / "partition-table.bin").read_bytes())
+    for path, item in announced.items():
+        assert manifest[path]["kind"] == item["kind"]
+        assert manifest[path]["offset"] == item["offset"]
+        assert manifest[path]["partition"] == item["partition"]
+        mode = (out / path).stat().st_mode & 0o777
+        assert mode == (0o600 if item["secret"] else 0o644), path
+        if item["partition"]:  # the offset and size are the table's
+            part = table.find(item["partition"])
+            assert (part.offset, part.size) == (item["offset"], item["size"])
+            assert part.encrypted == item["flash_encrypted"] or item["kind"] == "nvs_image"
+    kinds = {o["kind"] for o in announced.values()}
+    expected_keys = {"example": "nvs_keys.bin", "nvs_key": "nvs_key.bin",
+                     "hmac": "hmac_key.bin", "generate": "nvs_keys.bin", "plain": None}[variant]
+    if expected_keys:
+        assert expected_keys in announced
+    else:
+        assert kinds == {"partition_table", "partition_csv", "nvs_image"}
+        assert announced["nvs.bin"]["keys"] is None
+
+
+def test_the_plan_is_one_model(tmp_path: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    planned = plan_project(load_project(project), "pro", env={"EXAMPLE_WIFI_PASSWORD": "x"})
+    outputs = planned.outputs
+    image = outputs.find(OutputKind.NVS_IMAGE, "nvs")
+    assert (image.offset, image.size) == (0xE000, 0x10000)
+    assert image.keys == "nvs_keys.bin" and image.key_source == KeySource.DERIVE
+    key = outputs.key(image.keys)
+    assert key.partition == "nvs_keys" and key.flash_encrypted and key.reproducible
+    names = [r.name for r in image.inputs]
+    assert names[:3] == ["nvs_values.yaml", "certs/device_cert.der", "products/pro.yaml"]
+    assert "EXAMPLE_WIFI_PASSWORD" in names and "env:NVS_MASTER_SECRET" in names
+    assert sorted(outputs.env_vars) == ["EXAMPLE_WIFI_PASSWORD", "NVS_MASTER_SECRET"]
+    assert json.dumps(outputs.to_json())  # JSON-ready: enums serialise as their text
+    assert "6964662d" not in json.dumps(outputs.to_json())  # no secret, not even the default
+
+
+@pytest.mark.parametrize("name", ["../../../pwn", "a/b", "..", ".hidden", "nu\x01l"])
+def test_a_partition_name_never_becomes_a_path(tmp_path: Path, name: str) -> None:
+    project, _ = _variant(tmp_path, "example")
+    text = (project / "partitions.yaml").read_text().replace(
+        "{name: nvs,      type: data", "{name: " + json.dumps(name) + ", type: data")
+    (project / "partitions.yaml").write_text(text)
+    (project / "nvs_secure.yaml").write_text(
+        (project / "nvs_secure.yaml").read_text().replace("nvs:\n  nvs:\n", "nvs:\n  " +
+                                                          json.dumps(name) + ":\n"))
+    result = _run(["build", str(project), "-o", str(tmp_path / "out" / "x")], {})
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ")
+    assert not (tmp_path / "pwn.bin").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_set_that_fails_part_way_leaves_the_old_set(tmp_path: Path, monkeypatch) -> None:
+    project, _ = _variant(tmp_path, "example")
+    out = tmp_path / "out"
+    assert _run(["build", str(project), "-o", str(out)], {}).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = fsutil._write_new
+    calls = []
+
+    def failing(path, data, mode):
+        calls.append(path)
+        if len(calls) == 3:  # the table and CSV are staged; the keys hit a full disk
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data, mode)
+
+    monkeypatch.setattr(fsutil, "_write_new", failing)
+    result = _run(["build", str(project), "-o", str(out), "--force"],
+                  {"NVS_MASTER_SECRET": "cd" * 32})
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "no space left on the device" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == [
+        ".out.lock"]  # no staging folder left
+
+
+def test_other_keys_are_not_written_over_without_force(tmp_path: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    out = tmp_path / "out"
+    assert _run(["build", str(project), "-o", str(out)], {}).exit_code == 0
+    before = (out / "nvs_keys.bin").read_bytes()
+    # Building again with the same inputs is fine; another master secret is refused.
+    assert _run(["build", str(project), "-o", str(out)], {}).exit_code == 0
+    result = _run(["build", str(project), "-o", str(out)], {"NVS_MASTER_SECRET": "ef" * 32})
+    assert result.exit_code == 2
+    assert "nvs_keys.bin would change from SHA256:" in result.output and "--force" in result.output
+    assert (out / "nvs_keys.bin").read_bytes() == before
+    assert _run(["build", str(project), "-o", str(out), "--force"],
+                {"NVS_MASTER_SECRET": "ef" * 32}).exit_code == 0
+    assert (out / "nvs_keys.bin").read_bytes() != before
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    out = tmp_path / "out"
+    with fsutil.output_lock(out):
+        result = _run(["build", str(project), "-o", str(out)], {})
+    assert result.exit_code == 2
+    assert "another run is writing here (pid" in result.output
+    assert not out.exists()
