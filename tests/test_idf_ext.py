@@ -274,18 +274,23 @@ def test_secure_check_prints_the_plan(tmp_path: Path, capsys) -> None:
     assert "nvs-keys-partition-missing" in capsys.readouterr().out
 
 
-def test_release_shells_out_to_the_cli(tmp_path: Path, recorder, monkeypatch) -> None:
+def test_release_calls_the_library_not_the_cli(tmp_path: Path, recorder, monkeypatch) -> None:
+    # The extension calls the library's release_project, never the CLI or a subprocess.
+    import idf_nvs_secure.release.bundle as bundle_module
+
     project = copy_example_project(tmp_path)
     args = global_args(project)
-    if "release" in cli.commands:
-        call("nvs-secure-release", args, product="pro")
-        (_, _, argv), = recorder
-        assert argv[1:] == ["-m", "idf_nvs_secure", "release", str(project), "--build-dir",
-                            str(project / "build"), "-o",
-                            str(project / "build" / "nvs_secure_release" / "pro"),
-                            "--product", "pro"]
-    monkeypatch.setattr(cli, "commands", {k: v for k, v in cli.commands.items() if k != "release"})
-    recorder.clear()
-    with pytest.raises(NvsSecureIdfError, match="no `idf-nvs-secure release`"):
-        call("nvs-secure-release", args)
-    assert recorder == []
+    seen = {}
+
+    def fake(project_dir, out, **kw):
+        seen.update(project_dir=project_dir, out=out, **kw)
+        return bundle_module.Bundle((), {}, "pro-release.zip", b""), out / "pro-release.zip"
+
+    monkeypatch.setattr(bundle_module, "release_project", fake)
+    call("nvs-secure-release", args, product="pro")
+    assert recorder == []  # no subprocess
+    assert seen["project_dir"] == project and seen["product"] == "pro"
+    assert seen["out"] == project / "build" / "nvs_secure_release" / "pro"
+    # Without --product: the project's default product names the folder (not "default").
+    call("nvs-secure-release", args)
+    assert seen["out"] == project / "build" / "nvs_secure_release" / "basic"

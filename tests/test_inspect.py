@@ -340,6 +340,8 @@ def test_cli_diff(tmp_path, plain):
 
 def _dump_has_tree() -> bool:
     from idf_nvs_secure.app.cli.nvs import nvs_group
+    import idf_nvs_secure.app.cli.inspect  # noqa: F401 - it adds dump to the nvs group
+
     return any(p.name == "pages" for p in nvs_group.commands["dump"].params)
 
 

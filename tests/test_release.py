@@ -467,4 +467,6 @@ def test_make_release_in_memory_and_write_bundle_refuses_foreign_directories(tmp
     assert (foreign / "notes.txt").read_text() == "mine"
     path = write_bundle(bundle, tmp_path / "fresh")
     assert path.read_bytes() == bundle.zip_data
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # No staging folder is left; only the folders' lock files.
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")
+                and not p.name.endswith(".lock")]

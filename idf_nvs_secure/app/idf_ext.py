@@ -212,7 +212,7 @@ def check_before_build(ctx: Any, global_args: Any, tasks: list) -> None:
 
 def nvs_secure_check(action: str, ctx: Any, args: Any, product: str | None = None) -> None:
     """Print the NVS security plan and its diagnostics; fail when one is an error."""
-    from .cli.detect import format_plan
+    from ..views.text import format_plan
 
     try:
         resolved, plan = _plan(args, _product(args, product))
@@ -220,7 +220,9 @@ def nvs_secure_check(action: str, ctx: Any, args: Any, product: str | None = Non
         hint = f"\nhint: {exc.hint}" if exc.hint else ""
         raise _fatal(f"idf_nvs_secure: {exc}{hint}") from None
     _echo(f"product:           {resolved.product or '(none)'}")
-    _echo(format_plan(plan))
+    from ..plan.outputs import plan_outputs
+
+    _echo(format_plan(plan, plan_outputs(plan, resolved)))
     if not plan.ok:
         raise _fatal(f"idf_nvs_secure: the NVS security plan has {len(plan.errors)} error(s)")
 
@@ -301,20 +303,27 @@ def nvs_keys_erase(action: str, ctx: Any, args: Any, product: str | None = None)
 
 def nvs_secure_release(action: str, ctx: Any, args: Any, product: str | None = None,
                        out_dir: str | None = None) -> None:
-    """Write a release bundle of the project (`idf-nvs-secure release`)."""
-    from .cli import cli
+    """Write a release bundle of the project (as `idf-nvs-secure release` does)."""
+    from ..release.bundle import release_project
 
-    if "release" not in cli.commands:
-        raise _fatal("idf_nvs_secure: this installation has no `idf-nvs-secure release` "
-                     "command; upgrade idf-nvs-secure")
     product = _product(args, product)
     build_dir = Path(args.build_dir)
-    out = Path(out_dir) if out_dir else build_dir / "nvs_secure_release" / (product or "default")
-    argv = [sys.executable, "-m", "idf_nvs_secure", "release", str(args.project_dir),
-            "--build-dir", str(build_dir), "-o", str(out)]
-    if product:
-        argv += ["--product", product]
-    _run_tool("idf-nvs-secure release", argv, args)
+    try:
+        if product is None:
+            from ..inputs.project import load_project
+
+            chosen = load_project(Path(args.project_dir)).product(None)
+            product = chosen.name if chosen else None
+        out = Path(out_dir) if out_dir else build_dir / "nvs_secure_release" / (
+            product or "default")
+        bundle, zip_path = release_project(Path(args.project_dir), out, product=product,
+                                           sdkconfig=_sdkconfig(args), build_dir=build_dir)
+    except NvsSecureError as exc:
+        hint = f"\nhint: {exc.hint}" if exc.hint else ""
+        raise _fatal(f"idf_nvs_secure: {exc}{hint}") from None
+    for note in bundle.notes:
+        _echo(f"idf_nvs_secure: note: {note}")
+    _echo(f"idf_nvs_secure: wrote {zip_path} ({len(bundle.files)} files)")
 
 
 # --- the extension -------------------------------------------------------------------

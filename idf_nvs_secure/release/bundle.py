@@ -24,8 +24,6 @@ import io
 import json
 import os
 import secrets
-import shutil
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -49,7 +47,7 @@ from ..build.flasher import (
 )
 from ..errors import InputError, KeyMaterialError
 from ..formats.nvs_keys import key_fingerprint
-from ..fsutil import read_input_bytes
+from ..fsutil import output_lock, read_input_bytes, write_output_set
 from ..inputs.keysource import MasterSecret, read_master_secret
 from ..inputs.project import KeySpec, ResolvedProject
 from ..plan.security import SecurityPlan
@@ -63,6 +61,7 @@ __all__ = [
     "make_release",
     "build_zip",
     "write_bundle",
+    "release_project",
 ]
 
 #: 1980-01-01T00:00:00Z: the earliest time a zip entry can carry; used when
@@ -435,48 +434,36 @@ def build_zip(files: "list[BundleFile] | tuple[BundleFile, ...]", epoch: int) ->
 
 def write_bundle(bundle: Bundle, out_dir: Path) -> Path:
     """Write ``bundle`` into ``out_dir`` (which must be empty, absent, or hold an earlier
-    bundle, which is replaced as a whole).  Returns the zip's path.
+    bundle, which is replaced as a whole) as one output set: staged beside it, the
+    manifest last, renamed into place, under the folder's lock.  Returns the zip's path."""
+    files = [(f.name, f.data, f.secret) for f in bundle.files if f.name != "manifest.json"]
+    files.append((bundle.zip_name, bundle.zip_data, any(f.secret for f in bundle.files)))
+    manifest = bundle.find("manifest.json")
+    with output_lock(out_dir):
+        write_output_set(out_dir, files, owned="manifest.json",
+                         manifest=("manifest.json", manifest.data) if manifest else None)
+    return Path(out_dir) / bundle.zip_name
 
-    Everything is written into a temporary sibling directory first and renamed into
-    place, so ``out_dir`` never holds a half-written bundle."""
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise InputError("exists and is not a directory", file=str(out_dir))
-        if any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
-            raise InputError("output directory is not empty and holds no release bundle",
-                             file=str(out_dir), hint="choose a new or empty directory")
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    except OSError as exc:
-        raise InputError(f"cannot create the output directory: {exc.strerror}",
-                         file=str(out_dir)) from None
-    try:
-        os.chmod(stage, 0o755)
-        for f in bundle.files + (BundleFile(bundle.zip_name, "zip", bundle.zip_data,
-                                            secret=any(f.secret for f in bundle.files)),):
-            path = stage / f.name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                         0o600 if f.secret else 0o644)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(f.data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.rmdir(old)
-            os.rename(out_dir, old)
-        os.rename(stage, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise InputError(f"cannot write the bundle: {exc.strerror}",
-                         file=str(exc.filename or out_dir)) from None
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return out_dir / bundle.zip_name
+
+def release_project(project_dir: Path, out_dir: Path, *, product: str | None = None,
+                    sdkconfig: Path | None = None, build_dir: Path | None = None,
+                    env: Mapping[str, str] | None = None, **options: Any) -> tuple[Bundle, Path]:
+    """Plan ``project_dir`` for ``product``, read its build's firmware, make the release
+    bundle and write it: what ``idf-nvs-secure release`` and ``idf.py nvs-secure-release``
+    do.  ``options`` go to :func:`make_release`.  Raises when the plan has errors."""
+    from ..build.flasher import read_build_outputs
+    from ..inputs.project import load_project
+    from ..plan.project_plan import plan_project
+
+    env = os.environ if env is None else env
+    planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig,
+                           build_dir=build_dir, env=env)
+    resolved, plan = planned.resolved, planned.security
+    if plan.errors:
+        raise InputError(f"the security plan has {len(plan.errors)} error(s): "
+                         f"{plan.errors[0].message}", hint="run 'idf-nvs-secure detect' for all")
+    build_dir = Path(build_dir) if build_dir else resolved.project.root / "build"
+    outputs = read_build_outputs(build_dir, table=resolved.table, target=plan.target)
+    bundle = make_release(resolved, plan, outputs=outputs, env=env,
+                          epoch=source_date_epoch(env), build_dir=build_dir, **options)
+    return bundle, write_bundle(bundle, out_dir)

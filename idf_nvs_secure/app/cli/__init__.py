@@ -23,21 +23,52 @@ from ...errors import NvsSecureError
 
 __all__ = ["cli", "main"]
 
-#: Modules under idf_nvs_secure.cli that each define a ``commands`` list to register.
-COMMAND_MODULES = [
-    "partitions",
-    "keys",
-    "detect",
-    "nvs",
-    "project",
-    "inspect",
-    "cmake",
-    "release",
-]
+#: Each command: the modules that define it (loaded only when it runs), its object's
+#: name there, and the one-line summary ``--help`` shows without loading anything.
+COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "detect": (("detect",), "detect", "Show a project's NVS security plan and the files it makes."),
+    "build": (("project",), "build_cmd", "Build a product's partition table, NVS images and keys."),
+    "config": (("project",), "config_group", "Show the project file, resolved for a product."),
+    "partitions": (("partitions",), "partitions_group",
+                   "Build, show and convert partition tables."),
+    "nvs": (("nvs", "inspect"), "nvs_group",
+            "Build, convert, dump, check and compare NVS images."),
+    "keys": (("keys",), "keys_group", "Generate and show NVS keys (by fingerprint only)."),
+    "report": (("inspect",), "report_cmd",
+               "Write an HTML report: plan, flash map and values (secrets masked)."),
+    "release": (("release",), "release_cmd", "Write a reproducible release bundle of a product."),
+    "batch": (("release",), "batch_cmd", "Build per-device NVS images and keys for manufacturing."),
+    # Run by ESP-IDF's CMake build, not by users: hidden from --help.
+    "cmake-dir": (("cmake",), "cmake_dir_cmd", "Print the folder of the CMake module."),
+    "cmake-configure": (("cmake",), "cmake_configure_cmd", "CMake's configure step."),
+    "cmake-stamp": (("cmake",), "cmake_stamp_cmd", "CMake's stamp step."),
+    "cmake-build": (("cmake",), "cmake_build_cmd", "CMake's image step."),
+}
+HIDDEN = frozenset(name for name in COMMANDS if name.startswith("cmake-"))
 
 
 class ErrorMappingGroup(click.Group):
-    """A click group that turns library errors into one-line messages and exit codes."""
+    """A click group that turns library errors into one-line messages and exit codes,
+    and loads each command's module only when that command runs (so ``--help`` and
+    short commands start fast)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        modules, attr, _ = COMMANDS[name]
+        loaded = [importlib.import_module(f"{__name__}.{m}") for m in modules]
+        command = getattr(loaded[0], attr)
+        command.hidden = name in HIDDEN
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, summary) for name, (_, _, summary) in sorted(COMMANDS.items())
+                if name not in HIDDEN]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
              **extra):  # noqa: D102 - documented on the class
@@ -90,11 +121,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative, reproducible NVS encryption for ESP-IDF projects."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-
-
-for _name in COMMAND_MODULES:
-    for _command in importlib.import_module(f"{__name__}.{_name}").commands:
-        cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

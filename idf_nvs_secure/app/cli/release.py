@@ -11,12 +11,11 @@ from pathlib import Path
 import click
 
 from ...build.artifacts import plan_for_project
-from ...build.flasher import read_build_outputs
 from ...fsutil import display_path, read_input_bytes
 from ...inputs.keysource import SecretSpec, read_master_secret
 from ...inputs.project import load_project
 from ...release.batch import load_devices, parse_shard, plan_batch, run_batch
-from ...release.bundle import make_release, source_date_epoch, write_bundle
+from ...release.bundle import release_project
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
                              type=click.Path(path_type=Path))
@@ -73,16 +72,12 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
                 flash_encryption_key: Path | None, merged: bool) -> None:
     """Write a reproducible release bundle of a product: images, keys, firmware,
     flasher_args.json, flash_args, report.html, manifest.json and a zip of them."""
-    project, resolved, plan = _plan(project_dir, product, sdkconfig, build_dir)
-    build_dir = build_dir or project.root / "build"
-    outputs = read_build_outputs(build_dir, table=resolved.table, target=plan.target)
-    bundle = make_release(
-        resolved, plan, outputs=outputs, master_secret=_master_secret(master_secret_file),
-        random_keys=random_keys,
+    _plan(project_dir, product, sdkconfig, build_dir)  # diagnostics shown, exit 1 on errors
+    bundle, zip_path = release_project(
+        project_dir, out_dir, product=product, sdkconfig=sdkconfig, build_dir=build_dir,
+        master_secret=_master_secret(master_secret_file), random_keys=random_keys,
         flash_encryption_key=read_input_bytes(flash_encryption_key)
-        if flash_encryption_key else None,
-        merged=merged, epoch=source_date_epoch(os.environ), build_dir=build_dir)
-    zip_path = write_bundle(bundle, out_dir)
+        if flash_encryption_key else None, merged=merged)
     for note in bundle.notes:
         click.echo(f"note: {note}", err=True)
     for f in bundle.files:
