@@ -126,19 +126,41 @@ def test_builtin_table_layout_is_known() -> None:
     assert [a.split(":")[0] for a in outputs.actions] == ["keep nvs_key at 0x310000 erased"]
 
 
+def _matching_sdkconfig(json_file: Path) -> str:
+    """The sdkconfig text ESP-IDF writes beside a sdkconfig.json (same values)."""
+    lines = []
+    for name, value in json.loads(json_file.read_text()).items():
+        if value is True:
+            lines.append(f"CONFIG_{name}=y")
+        elif value is False:
+            lines.append(f"# CONFIG_{name} is not set")
+        elif isinstance(value, str):
+            lines.append(f"CONFIG_{name}={json.dumps(value)}")
+        else:
+            lines.append(f"CONFIG_{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
 def test_sdkconfig_json_precedence(tmp_path: Path) -> None:
+    # ESP-IDF writes sdkconfig about 60 ms after build/config/sdkconfig.json: the JSON
+    # (the build's resolved configuration) is used when the two say the same.
     project = Path(shutil.copytree(FIXTURES / "json_precedence", tmp_path / "p"))
-    os.utime(project / "sdkconfig", (1_000, 1_000))
-    os.utime(project / "build" / "config" / "sdkconfig.json", (2_000, 2_000))
+    resolved = project / "build" / "config" / "sdkconfig.json"
+    (project / "sdkconfig").write_text(_matching_sdkconfig(resolved))
+    os.utime(resolved, (1_000, 1_000))
+    os.utime(project / "sdkconfig", (1_000.06, 1_000.06))
     plan = detect_plan(project, env={})
     assert (plan.target, plan.scheme, plan.hmac_efuse_key_id) == ("esp32c6", "hmac", 3)
     assert dict(plan.partition_table) == {"file": "builtin:partitions_two_ota.csv", "offset": 0x9000}
     assert plan.nvs_partition("nvs").offset == 0xA000
     assert plan.config["kind"] == "sdkconfig.json"
-    os.utime(project / "sdkconfig", (3_000, 3_000))
+    assert not any("sdkconfig.json" in n for n in plan.notes)
+    # An sdkconfig edited since (whatever the times say): the JSON is stale.
+    shutil.copy(FIXTURES / "json_precedence" / "sdkconfig", project / "sdkconfig")
+    os.utime(project / "sdkconfig", (500, 500))
     stale = detect_plan(project, env={})
     assert (stale.target, stale.nvs_encryption) == ("esp32", False)
-    assert any("older than sdkconfig" in n for n in stale.notes)
+    assert any("does not match sdkconfig" in n for n in stale.notes)
 
 
 # --- one fixture per diagnostic ------------------------------------------------------------
@@ -171,6 +193,7 @@ DIAGNOSTICS = [
 
 
 @pytest.mark.parametrize("code, env, intent, severity", DIAGNOSTICS, ids=[d[0] for d in DIAGNOSTICS])
+
 def test_each_diagnostic(code: str, env: dict[str, str], intent: PlanIntent | None, severity: str) -> None:
     folder = DIAG / code
     first = next(folder.glob("sdkconfig*")).read_text().splitlines()[0]

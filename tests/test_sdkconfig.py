@@ -182,29 +182,42 @@ def _copy(name: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(FIXTURES / name, tmp_path / name))
 
 
-def test_newer_sdkconfig_json_wins(tmp_path: Path) -> None:
+def _match(project: Path, resolved: Path) -> None:
+    """Make sdkconfig say what sdkconfig.json says (as ESP-IDF writes the pair)."""
+    import json
+
+    lines = []
+    for name, value in json.loads(resolved.read_text()).items():
+        lines.append(f"CONFIG_{name}=y" if value is True else f"# CONFIG_{name} is not set"
+                     if value is False else f"CONFIG_{name}={json.dumps(value)}"
+                     if isinstance(value, str) else f"CONFIG_{name}={value}")
+    (project / "sdkconfig").write_text("\n".join(lines) + "\n")
+
+
+def test_matching_sdkconfig_json_wins_whatever_its_time(tmp_path: Path) -> None:
     project = _copy("json_precedence", tmp_path)
-    os.utime(project / "sdkconfig", (1_000, 1_000))
-    os.utime(project / "build" / "config" / "sdkconfig.json", (2_000, 2_000))
+    _match(project, project / "build" / "config" / "sdkconfig.json")
+    os.utime(project / "sdkconfig", (2_000, 2_000))  # written after it, as ESP-IDF does
+    os.utime(project / "build" / "config" / "sdkconfig.json", (1_000, 1_000))
     cfg = read_config(project, env={})
     assert cfg.kind == "sdkconfig.json" and cfg.target == "esp32c6"
     assert cfg.values["NVS_SEC_HMAC_EFUSE_KEY_ID"] == 3
     assert cfg.values["PARTITION_TABLE_OFFSET"] == 0x9000
 
 
-def test_older_sdkconfig_json_is_ignored(tmp_path: Path) -> None:
-    project = _copy("json_precedence", tmp_path)
-    os.utime(project / "sdkconfig", (2_000, 2_000))
-    os.utime(project / "build" / "config" / "sdkconfig.json", (1_000, 1_000))
+def test_sdkconfig_json_that_differs_is_ignored(tmp_path: Path) -> None:
+    project = _copy("json_precedence", tmp_path)  # its sdkconfig and JSON disagree
+    os.utime(project / "sdkconfig", (1_000, 1_000))
+    os.utime(project / "build" / "config" / "sdkconfig.json", (2_000, 2_000))  # newer
     cfg = read_config(project, env={})
     assert cfg.kind == "sdkconfig" and cfg.target == "esp32"
-    assert any("older than sdkconfig" in n for n in cfg.notes)
+    assert any("does not match sdkconfig" in n for n in cfg.notes)
 
 
 def test_custom_build_dir(tmp_path: Path) -> None:
     project = _copy("json_precedence", tmp_path)
     shutil.move(project / "build", tmp_path / "out")
-    os.utime(project / "sdkconfig", (1_000, 1_000))
+    _match(project, tmp_path / "out" / "config" / "sdkconfig.json")
     assert read_config(project, env={}).kind == "sdkconfig"
     assert read_config(project, env={}, build_dir=tmp_path / "out").kind == "sdkconfig.json"
 

@@ -259,6 +259,41 @@ def _defaults_list(project_dir: Path, env: Mapping[str, str]) -> tuple[Path, ...
     return (plain,) if plain.is_file() else ()
 
 
+def _same_config(text_config: Path, resolved: Path) -> bool:
+    """True when every symbol sdkconfig sets has that value in sdkconfig.json (symbols
+    only one of them has, such as sdkconfig's deprecated aliases, are not compared)."""
+    try:
+        values = json.loads(resolved.read_text(encoding="utf-8"))
+        lines = text_config.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    if not isinstance(values, dict):
+        return False
+    for line in lines:
+        line = line.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            name, value = line[9:-11], False
+        elif line.startswith("CONFIG_") and "=" in line:
+            name, _, raw = line[7:].partition("=")
+            if raw == "y":
+                value = True
+            elif raw.startswith('"'):
+                try:
+                    value = json.loads(raw)
+                except ValueError:
+                    return False
+            else:
+                try:
+                    value = int(raw, 0)
+                except ValueError:
+                    value = raw
+        else:
+            continue
+        if name in values and values[name] != value:
+            return False
+    return True
+
+
 def find_config_inputs(project_dir: Path, *, sdkconfig: Path | None = None,
                        env: Mapping[str, str] | None = None,
                        build_dir: Path | None = None) -> ConfigInputs:
@@ -284,13 +319,14 @@ def find_config_inputs(project_dir: Path, *, sdkconfig: Path | None = None,
     text_config = project_dir / "sdkconfig"
     resolved = (Path(build_dir) if build_dir else project_dir / "build") / "config" / "sdkconfig.json"
     if resolved.is_file():
-        inputs = [text_config] if text_config.is_file() else list(defaults)
-        newest = max((p.stat().st_mtime for p in inputs), default=0.0)
-        if resolved.stat().st_mtime >= newest:
+        # ESP-IDF writes sdkconfig just after sdkconfig.json: compare what they say, not
+        # when they were written.
+        if not text_config.is_file() or _same_config(text_config, resolved):
             return ConfigInputs(project_dir, "sdkconfig.json", resolved, defaults)
-        notes.append(f"{_display(resolved, project_dir)} is older than "
-                     f"{_display(inputs[0], project_dir)}; ignored it "
-                     "(`idf.py reconfigure` refreshes it)")
+        if text_config.is_file():
+            notes.append(f"{_display(resolved, project_dir)} does not match "
+                         f"{_display(text_config, project_dir)}; used the latter "
+                         "(`idf.py reconfigure` refreshes the former)")
     if text_config.is_file():
         return ConfigInputs(project_dir, "sdkconfig", text_config, defaults, tuple(notes))
     if defaults:
