@@ -39,7 +39,7 @@ from .formats.partition_table import (  # noqa: E402
     parse_partition_table,
     validate_partition_table,
 )
-from .inputs.keysource import derive_hmac_key, derive_nvs_keys  # noqa: E402
+from .inputs.keysource import DERIVATION_VERSION, derive_hmac_key, derive_nvs_keys  # noqa: E402
 from .inputs.nvs_csv import parse_nvs_csv  # noqa: E402
 from .inputs.nvs_yaml import NvsValues, load_nvs_values  # noqa: E402
 from .inputs.partition_csv import format_partition_csv, parse_partition_csv  # noqa: E402
@@ -60,7 +60,7 @@ __all__ = [
     "image_to_json", "parse_nvs_csv", "NvsValues", "load_nvs_values",
     # keys
     "NvsKeys", "build_nvs_keys", "parse_nvs_keys", "generate_nvs_keys",
-    "derive_nvs_keys_from_hmac", "derive_nvs_keys", "derive_hmac_key",
+    "derive_nvs_keys_from_hmac", "derive_nvs_keys", "derive_hmac_key", "DERIVATION_VERSION",
     # projects, plans, builds
     "Project", "ResolvedProject", "load_project", "resolve_project",
     "SecurityPlan", "PlanIntent", "detect_plan",

@@ -4,6 +4,13 @@ The same secret gives the same keys everywhere: the HKDF ``info`` names what the
 for (nvs_keys or an HMAC eFuse key), the product, the NVS partition and, for
 manufacturing, the device.  Secrets are read from an environment variable or a file;
 a project's documented development default is accepted only outside release builds.
+
+Derivation version 2 (:data:`DERIVATION_VERSION`) encodes the ``info`` as the label
+``idf-nvs-secure/derive/v2`` followed by each field as a 2-byte big-endian length and its
+UTF-8 bytes: purpose, product, partition, and the device id only when there is one (so
+no device and an empty device id differ, and no field can run into the next).  Version 1
+joined the fields with NUL, so ``product="pro\0nvs_keys"`` collided with another context;
+keys derived by version 1 differ from version 2's.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from ..formats.nvs_keys import HMAC_KEY_SIZE, NVS_KEY_SIZE, NvsKeys, key_fingerp
 from ..fsutil import read_input_bytes
 
 __all__ = [
+    "DERIVATION_VERSION",
     "MIN_SECRET_BYTES",
     "SecretSpec",
     "MasterSecret",
@@ -34,6 +42,12 @@ __all__ = [
 MIN_SECRET_BYTES = 32
 #: HKDF salt: fixed, versioned, so a future scheme can never collide with this one.
 _SALT = b"idf-nvs-secure/v1"
+#: Version of the HKDF ``info`` encoding; a manifest records it next to derived keys.
+DERIVATION_VERSION = 2
+#: Starts every ``info`` of :data:`DERIVATION_VERSION`.
+_INFO_LABEL = b"idf-nvs-secure/derive/v2"
+#: Longest ``info`` field in bytes (its length is stored in two bytes).
+_MAX_FIELD_BYTES = 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -108,8 +122,16 @@ def read_master_secret(spec: SecretSpec, *, env: Mapping[str, str] | None = None
 
 
 def _info(purpose: str, product: str, partition: str, device_id: str | None) -> bytes:
+    """The version-2 HKDF ``info``: label, then length-prefixed fields (see module doc)."""
     parts = [purpose, product, partition] + ([device_id] if device_id is not None else [])
-    return b"\x00".join(p.encode("utf-8") for p in parts)
+    info = bytearray(_INFO_LABEL)
+    for name, part in zip(("purpose", "product", "partition", "device id"), parts):
+        encoded = part.encode("utf-8")
+        if len(encoded) > _MAX_FIELD_BYTES:
+            raise KeyMaterialError(f"the {name} is {len(encoded)} bytes; key derivation "
+                                   f"takes at most {_MAX_FIELD_BYTES}")
+        info += len(encoded).to_bytes(2, "big") + encoded
+    return bytes(info)
 
 
 def _hkdf(secret: bytes, length: int, info: bytes) -> bytes:

@@ -37,6 +37,7 @@ from .nvs_yaml import NvsValues, load_nvs_values
 from .partition_csv import PartitionSpec, place_partitions
 from .partitions_yaml import pair_nvs_keys, read_partition_source, spec_from_item
 from .schemas import validate_document
+from .textcheck import control_character
 from .yamlsource import YamlDocument, load_yaml
 
 __all__ = [
@@ -173,6 +174,11 @@ def load_project(path: Path) -> Project:
             keys=_keys(doc, ("nvs", name, "keys"), cfg.get("keys"), root))
     products = {}
     for name, cfg in (data.get("products") or {}).items():
+        bad = control_character(name)
+        if bad:
+            raise doc.error(("products", name), f"product name {name!r} contains a control "
+                            f"character ({bad})", key=True,
+                            hint="product names are plain text: letters, digits, '-', '_'")
         cfg = cfg or {}
         for part in cfg.get("values") or {}:
             if part not in nvs:

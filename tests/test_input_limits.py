@@ -1,0 +1,106 @@
+"""Inputs that must not be taken in silently (issue 12, the input side): key derivation
+contexts that could collide, mistyped master secrets, weak keys, YAML that never ends,
+file sources that are not small regular files, control characters in names and paths."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+
+from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.inputs.keysource import (
+    DERIVATION_VERSION,
+    derive_hmac_key,
+    derive_nvs_keys,
+)
+
+SECRET = bytes(range(32))
+
+
+def make_project(root: Path, **files: str) -> Path:
+    defaults = {"nvs_secure.yaml": BASIC_PROJECT, "partitions.yaml": PARTITIONS_WITH_KEYS,
+                "values.yaml": "dev:\n  model: base\n", "sdkconfig.defaults": ESP32_FLASH_ENC}
+    defaults.update(files)
+    for name, text in defaults.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+def one_error(result, *parts: str) -> str:
+    """The single 'error: ...' line of a failed command (exit 2, no traceback)."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert not any(line.startswith("error: ") for line in lines[1:]), result.stderr
+    assert all(line.startswith("hint: ") for line in lines[1:]), result.stderr
+    assert "Traceback" not in result.output
+    for part in parts:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+# --- finding 3: the derivation context is unambiguous ----------------------------------------
+
+
+def test_nul_in_a_context_field_no_longer_collides_with_another_context():
+    a = derive_nvs_keys(SECRET, product="pro\0nvs_keys", partition="SN-0001")
+    b = derive_nvs_keys(SECRET, product="pro", partition="nvs_keys", device_id="SN-0001")
+    assert a != b
+
+
+def test_no_device_and_an_empty_device_id_derive_different_keys():
+    assert derive_nvs_keys(SECRET, product="p", partition="n") != \
+        derive_nvs_keys(SECRET, product="p", partition="n", device_id="")
+
+
+def _hkdf(length: int, *fields: str) -> bytes:
+    # The version-2 encoding, written out here independently of the library.
+    info = b"idf-nvs-secure/derive/v2" + b"".join(
+        len(f.encode()).to_bytes(2, "big") + f.encode() for f in fields)
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"idf-nvs-secure/v1",
+                info=info).derive(SECRET)
+
+
+def test_derivation_version_2_known_answers():
+    assert DERIVATION_VERSION == 2
+    keys = derive_nvs_keys(SECRET, product="pro", partition="nvs_keys", device_id="SN-0001")
+    okm = _hkdf(64, "nvs_keys", "pro", "nvs_keys", "SN-0001")
+    assert (keys.data_key, keys.tweak_key) == (okm[:32], okm[32:])
+    # pinned bytes, so that neither the encoding nor the salt can drift unnoticed
+    assert okm.hex() == KNOWN_NVS_KEYS
+    assert derive_hmac_key(SECRET, product="basic", partition="nvs") == \
+        _hkdf(32, "hmac_key", "basic", "nvs")
+    keys = derive_nvs_keys(SECRET, product="basic", partition="nvs_keys")
+    assert keys.data_key + keys.tweak_key == _hkdf(64, "nvs_keys", "basic", "nvs_keys")
+
+
+KNOWN_NVS_KEYS = ("f96c42d971c6fe45d991a2e0eeb4d6409589f020ccf559d0f4afe7b1f57d9aed"
+                  "4eed6dd4c5ed0370d21ce0c0bc944b36008ac9ee8baff0dbed6388e62c8eb3aa")
+
+
+def test_a_product_name_with_a_nul_is_a_located_error(tmp_path):
+    project = make_project(tmp_path / "p", **{
+        "nvs_secure.yaml": BASIC_PROJECT.replace("  basic: {}", '  basic: {}\n  "pro\\0x": {}')})
+    result = CliRunner().invoke(cli, ["build", str(project), "--product", "basic", "-o",
+                                      str(tmp_path / "out")], env={"MASTER": None})
+    one_error(result, "nvs_secure.yaml:9:3:", "product name", "control character (NUL)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_device_id_with_a_control_character_is_a_located_error(tmp_path):
+    from idf_nvs_secure.errors import InputError
+    from idf_nvs_secure.release.devices_csv import load_devices
+
+    csv = tmp_path / "devices.csv"
+    csv.write_text("device_id\nSN-1\nSN\x1b[2J\n")
+    with pytest.raises(InputError) as info:
+        load_devices(csv, batch=None)
+    assert info.value.line == 3 and "control character (U+001B)" in info.value.message
