@@ -14,10 +14,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
 
 from idf_nvs_secure.app.cli import cli
+from idf_nvs_secure.errors import KeyMaterialError
 from idf_nvs_secure.inputs.keysource import (
     DERIVATION_VERSION,
+    SecretSpec,
     derive_hmac_key,
     derive_nvs_keys,
+    read_master_secret,
 )
 
 SECRET = bytes(range(32))
@@ -104,3 +107,66 @@ def test_a_device_id_with_a_control_character_is_a_located_error(tmp_path):
     with pytest.raises(InputError) as info:
         load_devices(csv, batch=None)
     assert info.value.line == 3 and "control character (U+001B)" in info.value.message
+
+
+# --- finding 9: master secret forms are strict -----------------------------------------------
+
+HEX = SECRET.hex()
+
+
+@pytest.mark.parametrize("text, expected", [
+    (HEX, SECRET),
+    ("0x" + HEX, SECRET),
+    ("0X" + HEX.upper(), SECRET),
+    (" ".join(HEX[i:i + 8] for i in range(0, 64, 8)) + "\n", SECRET),  # spaces inside
+    ("0x" + HEX[:32] + "\n  " + HEX[32:] + "\n", SECRET),
+    (HEX + "abcd", SECRET + b"\xab\xcd"),  # longer even-length hex
+    ("correct horse battery staple, twice over", b"correct horse battery staple, twice over"),
+])
+def test_accepted_master_secret_forms(text, expected):
+    secret = read_master_secret(SecretSpec(env="S"), env={"S": text})
+    assert secret.material == expected
+
+
+@pytest.mark.parametrize("text, problem", [
+    (HEX[:63], "63 hex digits, an odd number"),
+    (HEX + "a", "65 hex digits, an odd number"),
+    (HEX[:62], "62 hex digits (31 bytes); at least 64"),
+    ("0x" + HEX[:63], "63 hex digits"),
+    ("0x" + "g" * 64, "starts with 0x but is not all hex digits"),
+    ("hunter2-but-longer", "18 bytes of text that is not hex; at least 32"),
+])
+def test_malformed_master_secrets_are_refused_without_the_value(text, problem):
+    with pytest.raises(KeyMaterialError) as info:
+        read_master_secret(SecretSpec(env="S", where="nvs_secure.yaml:3"), env={"S": text})
+    message = str(info.value)
+    assert message.startswith("nvs_secure.yaml:3: the master secret in environment variable S")
+    assert problem in message
+    assert text not in message and text not in (info.value.hint or "")
+    assert "64 or more hex digits" in info.value.hint
+
+
+def test_master_secret_files_raw_and_malformed(tmp_path):
+    raw = bytes(range(200, 232)) + b"\n"  # binary: used exactly, newline included
+    (tmp_path / "raw.bin").write_bytes(raw)
+    assert read_master_secret(SecretSpec(file=Path("raw.bin")), base_dir=tmp_path).material == raw
+    (tmp_path / "short.bin").write_bytes(b"\x00\xff" * 8)
+    with pytest.raises(KeyMaterialError) as info:
+        read_master_secret(SecretSpec(file=Path("short.bin")), base_dir=tmp_path)
+    assert str(info.value) == "short.bin: the master secret is 16 bytes of binary data; " \
+        "at least 32 are needed"
+    with pytest.raises(KeyMaterialError) as info:
+        read_master_secret(SecretSpec(file=Path("short.bin"), where="nvs_secure.yaml:4"),
+                           base_dir=tmp_path)
+    assert str(info.value).startswith("nvs_secure.yaml:4: the master secret in file short.bin ")
+
+
+def test_cli_release_with_a_65_digit_secret_file_is_one_error_line(tmp_path):
+    project = make_project(tmp_path / "p")
+    (tmp_path / "secret.hex").write_text("0x" + HEX + "f\n")
+    result = CliRunner().invoke(cli, ["release", str(project), "--product", "basic", "-o",
+                                      str(tmp_path / "out"), "--master-secret-file",
+                                      str(tmp_path / "secret.hex")], env={"MASTER": None})
+    line = one_error(result, "secret.hex: the master secret is 65 hex digits, an odd number")
+    assert HEX not in result.output and line.startswith("error: ")
+    assert not (tmp_path / "out").exists()
