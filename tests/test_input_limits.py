@@ -170,3 +170,44 @@ def test_cli_release_with_a_65_digit_secret_file_is_one_error_line(tmp_path):
     line = one_error(result, "secret.hex: the master secret is 65 hex digits, an odd number")
     assert HEX not in result.output and line.startswith("error: ")
     assert not (tmp_path / "out").exists()
+
+
+# --- finding 10: weak keys files are refused -------------------------------------------------
+
+GOOD = bytes(range(1, 33))
+
+
+@pytest.mark.parametrize("data_key, tweak_key, problem", [
+    (b"\x00" * 32, GOOD, "data key (eky, bytes 0..31) is all 0x00"),
+    (b"\xff" * 32, GOOD, "data key (eky, bytes 0..31) is all 0xFF"),
+    (GOOD, b"\x00" * 32, "tweak key (tky, bytes 32..63) is all 0x00"),
+    (GOOD, b"\xff" * 32, "tweak key (tky, bytes 32..63) is all 0xFF"),
+    (GOOD, GOOD, "data key and tweak key must differ"),
+])
+def test_weak_keys_files_are_refused_by_keys_and_source_file(tmp_path, data_key, tweak_key,
+                                                             problem):
+    import zlib
+
+    head = data_key + tweak_key
+    image = head + zlib.crc32(head, 0xFFFFFFFF).to_bytes(4, "little") + b"\xff" * 4028
+    (tmp_path / "weak.bin").write_bytes(image)
+    (tmp_path / "v.yaml").write_text("dev:\n  model: base\n")
+    out = tmp_path / "nvs.bin"
+    result = CliRunner().invoke(cli, ["nvs", "build", str(tmp_path / "v.yaml"), "--size",
+                                      "0x6000", "-o", str(out), "--keys",
+                                      str(tmp_path / "weak.bin")])
+    one_error(result, "weak.bin: ", problem)
+    assert not out.exists()
+    project = make_project(tmp_path / "p", **{"nvs_secure.yaml": BASIC_PROJECT.replace(
+        "keys: {source: derive}", "keys: {source: file, file: ../weak.bin}")})
+    result = CliRunner().invoke(cli, ["build", str(project), "--product", "basic", "-o",
+                                      str(tmp_path / "out")], env={"MASTER": None})
+    one_error(result, "weak.bin: ", problem)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_golden_keys_are_not_weak(golden):
+    from idf_nvs_secure.formats.nvs_keys import parse_nvs_keys
+
+    for name in ("nvs_keys.bin", "hmac_derived_nvs_keys.bin"):
+        parse_nvs_keys((golden / "nvs" / name).read_bytes())
