@@ -77,6 +77,8 @@ def read_input_bytes(path: str | os.PathLike[str]) -> bytes:
         raise InputError("is a directory, expected a file", file=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    except ValueError:  # a NUL in the path
+        raise InputError("the path contains a NUL character", file=repr(str(path))) from None
 
 
 def read_input_text(path: str | os.PathLike[str]) -> str:

@@ -211,3 +211,71 @@ def test_the_golden_keys_are_not_weak(golden):
 
     for name in ("nvs_keys.bin", "hmac_derived_nvs_keys.bin"):
         parse_nvs_keys((golden / "nvs" / name).read_bytes())
+
+
+# --- finding 5: YAML that never ends, and control characters in paths ------------------------
+
+
+def nvs_build(tmp_path: Path, values_text: str):
+    (tmp_path / "v.yaml").write_text(values_text)
+    result = CliRunner().invoke(cli, ["nvs", "build", str(tmp_path / "v.yaml"), "--size",
+                                      "0x6000", "-o", str(tmp_path / "nvs.bin")])
+    assert not (tmp_path / "nvs.bin").exists()
+    return result
+
+
+def billion_laughs() -> str:
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    return "dev:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+def test_an_alias_bomb_ends_at_once_as_a_located_error(tmp_path):
+    import time
+
+    text = billion_laughs()
+    assert len(text) < 1100  # about 1 KB, as in the issue
+    start = time.monotonic()
+    result = nvs_build(tmp_path, text)
+    assert time.monotonic() - start < 1.0
+    one_error(result, "v.yaml:5:", "aliases expand to more than 10000 nodes")
+
+
+def test_shared_aliases_within_the_limit_still_load(tmp_path):
+    from idf_nvs_secure.inputs.yamlsource import load_yaml
+
+    doc = load_yaml("a: &a {type: u8, value: 1}\nb: [*a, *a]\n", "f.yaml")
+    assert doc.data["b"] == [{"type": "u8", "value": 1}] * 2
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("dev: &a [*a]\n", "v.yaml:1:10:", "alias *a is inside the node it names"),
+    ("dev: &a {k: *a}\n", "v.yaml:1:13:", "alias *a is inside the node it names"),
+    ("dev:\n  k: !foo 1\n", "v.yaml:2:6:", "unknown YAML tag '!foo'"),
+    ("dev: !foo {k: x}\n", "v.yaml:1:6:", "unknown YAML tag '!foo'"),
+    ("dev:\n  k: !!binary aGk=\n", "v.yaml:2:6:", "unknown YAML tag '!!binary'"),
+    ("dev:\n  k: a\x00b\n", "v.yaml:2:7:", "may not contain the character NUL"),
+    ("dev:\n" + "  " + "[" * 150 + "]" * 150 + "\n", "v.yaml:2:", "nested more than 100"),
+    ('dev:\n  k: {type: blob, file: "c\\0.der"}\n', "v.yaml:2:25:",
+     "file 'c\\x00.der' contains a control character (NUL)"),
+    ('dev:\n  k: {type: blob, file: "c\\e.der"}\n', "v.yaml:2:25:",
+     "contains a control character (U+001B)"),
+])
+def test_yaml_limits_are_one_line_errors(tmp_path, text, where, message):
+    one_error(nvs_build(tmp_path, text), where, message)
+
+
+@pytest.mark.parametrize("old, new, where", [
+    ("nvs: {values: [values.yaml]}", 'nvs: {values: ["val\\0ues.yaml"]}', ":6:"),
+    ("keys: {source: derive}", 'keys: {source: file, file: "k\\0.bin"}', ":4:"),
+    ('master_secret: {env: MASTER, development_default: "%s"}' % ("de" * 32),
+     'master_secret: {env: MASTER, file: "s\\x01.hex"}', ":3:"),
+    ("partitions: partitions.yaml", 'partitions: "partitions\\0.yaml"', ":2:"),
+])
+def test_control_characters_in_paths_of_the_project_file(tmp_path, old, new, where):
+    assert old in BASIC_PROJECT
+    project = make_project(tmp_path / "p", **{"nvs_secure.yaml": BASIC_PROJECT.replace(old, new)})
+    result = CliRunner().invoke(cli, ["build", str(project), "--product", "basic", "-o",
+                                      str(tmp_path / "out")], env={"MASTER": None})
+    one_error(result, "nvs_secure.yaml" + where, "contains a control character")
+    assert not (tmp_path / "out").exists()

@@ -169,7 +169,7 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
                             hint=f"export {raw}=... (an unset variable is never an empty value)")
         value = _from_text(doc, spath, type_, env[raw], f"environment variable {raw}")
     elif source == "file":
-        file_path = (base_dir / raw)
+        file_path = base_dir / doc.path_text(spath, raw, "file")
         try:
             data = read_bytes(file_path)
         except InputError:
