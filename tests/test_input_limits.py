@@ -4,6 +4,7 @@ file sources that are not small regular files, control characters in names and p
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -279,3 +280,74 @@ def test_control_characters_in_paths_of_the_project_file(tmp_path, old, new, whe
                                       str(tmp_path / "out")], env={"MASTER": None})
     one_error(result, "nvs_secure.yaml" + where, "contains a control character")
     assert not (tmp_path / "out").exists()
+
+
+# --- finding 6: file sources are small regular files -----------------------------------------
+
+
+def test_dev_zero_as_a_file_source_is_refused_at_once(tmp_path):
+    import time
+
+    start = time.monotonic()
+    result = nvs_build(tmp_path, "dev:\n  k: {type: blob, file: /dev/zero}\n")
+    assert time.monotonic() - start < 1.0
+    one_error(result, "v.yaml:2:25:", "file '/dev/zero' is a device, not a regular file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_a_file_source_never_blocks(tmp_path):
+    import signal
+
+    os.mkfifo(tmp_path / "pipe")
+    old = signal.signal(signal.SIGALRM, lambda *a: pytest.fail("reading the FIFO blocked"))
+    signal.alarm(5)
+    try:
+        result = nvs_build(tmp_path, "dev:\n  k: {type: string, file: pipe}\n")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    one_error(result, "v.yaml:2:27:", "file 'pipe' is a FIFO (named pipe), not a regular file")
+
+
+@pytest.mark.parametrize("type_, size, limit", [
+    ("blob", 508_001, 508_000),
+    ("string", 4_000, 3_999),
+    ("u32", 4_001, 4_000),
+])
+def test_file_sources_larger_than_an_entry_are_refused_before_reading(tmp_path, type_, size,
+                                                                      limit):
+    with open(tmp_path / "big", "wb") as fh:
+        fh.truncate(size)  # sparse: stat says how big, nothing needs reading
+    result = nvs_build(tmp_path, f"dev:\n  k: {{type: {type_}, file: big}}\n")
+    one_error(result, f"file 'big' is {size} bytes; at most {limit} can be stored")
+
+
+def test_a_directory_and_a_missing_file_source(tmp_path):
+    (tmp_path / "d").mkdir()
+    one_error(nvs_build(tmp_path, "dev:\n  k: {type: blob, file: d}\n"),
+              "file 'd' is a directory, not a regular file")
+    one_error(nvs_build(tmp_path, "dev:\n  k: {type: blob, file: nope.der}\n"),
+              "file 'nope.der' not found (relative to ")
+
+
+def test_file_sources_outside_the_project_folder_are_listed(tmp_path):
+    from idf_nvs_secure.inputs.nvs_yaml import load_nvs_values
+    from idf_nvs_secure.inputs.project import load_project, resolve_project
+
+    outside = tmp_path / "elsewhere" / "cert.der"
+    outside.parent.mkdir()
+    outside.write_bytes(b"\x30\x82")
+    project = make_project(tmp_path / "p", **{
+        "values.yaml": "dev:\n  inside: {type: blob, file: certs/dev.der}\n"
+                       "  outside: {type: blob, file: ../elsewhere/cert.der}\n"
+                       "  linked: {type: blob, file: link.der}\n"})
+    (project / "certs").mkdir()
+    (project / "certs" / "dev.der").write_bytes(b"\x01")
+    (project / "link.der").symlink_to(outside)
+    resolved = resolve_project(load_project(project), "basic", env={})
+    assert resolved.values["nvs"].external_files == (outside.resolve(),)
+    # alone, a values file's own folder is the project folder
+    values = load_nvs_values([project / "values.yaml"], env={})
+    assert values.external_files == (outside.resolve(),)
+    assert load_nvs_values([project / "values.yaml"], env={},
+                           root=tmp_path).external_files == ()

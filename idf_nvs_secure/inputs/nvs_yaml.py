@@ -28,7 +28,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..formats.nvs_image import NVS_TYPES, NvsEntry, validate_entry
-from ..fsutil import display_path, read_input_bytes, read_input_text
+from ..formats.nvs_layout import BLOB_MAX_SIZE, STR_LEN_MAX_SIZE
+from ..fsutil import display_path, read_input_text, read_regular_file
 from .schemas import validate_document
 from .yamlsource import YamlDocument, load_yaml
 
@@ -47,13 +48,16 @@ class NvsValues:
     ``namespaces`` keeps entry order: namespace by first appearance, keys in order.
     ``secrets`` names the (namespace, key) pairs to mask when shown; ``files`` lists the
     values files applied, in order; ``inputs`` every file read (those and the files they
-    reference), for build dependencies and manifests.
+    reference), for build dependencies and manifests.  ``external_files`` are the
+    ``file:`` sources read from outside the project folder (resolved, symlinks
+    followed, in reading order): allowed, but a plan lists them so a review sees them.
     """
 
     namespaces: dict[str, dict[str, NvsEntry]] = field(default_factory=dict)
     secrets: set[tuple[str, str]] = field(default_factory=set)
     files: list[Path] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
+    external_files: tuple[Path, ...] = ()
 
     @property
     def entries(self) -> list[NvsEntry]:
@@ -64,9 +68,10 @@ class NvsValues:
 
 
 def load_nvs_values(files: Sequence[Path], *, env: Mapping[str, str],
-                    values: NvsValues | None = None) -> NvsValues:
+                    values: NvsValues | None = None, root: Path | None = None) -> NvsValues:
     """Read ``files`` in order, the first as the base (unless ``values`` is given) and the
-    rest as overlays over it."""
+    rest as overlays over it.  ``root`` is the project folder (by default each values
+    file's own folder): ``file:`` sources outside it go into ``external_files``."""
     result = values if values is not None else NvsValues()
     for i, path in enumerate(files):
         text = read_input_text(path)
@@ -74,14 +79,18 @@ def load_nvs_values(files: Sequence[Path], *, env: Mapping[str, str],
         result.inputs.append(Path(path))
         doc = load_yaml(text, display_path(path))
         parse_nvs_values_document(doc, base_dir=Path(path).parent, env=env, into=result,
-                                  overlay=values is not None or i > 0)
+                                  overlay=values is not None or i > 0, root=root)
     return result
 
 
 def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping[str, str],
-                              into: NvsValues, overlay: bool,
-                              read_bytes: Callable[[Path], bytes] = read_input_bytes) -> None:
-    """Apply one values document to ``into`` (schema first, then meaning)."""
+                              into: NvsValues, overlay: bool, root: Path | None = None,
+                              read_bytes: Callable[..., bytes] = read_regular_file) -> None:
+    """Apply one values document to ``into`` (schema first, then meaning).
+
+    ``file:`` sources are read with ``read_bytes(path, max_bytes=..., what=...)``: only
+    regular files no larger than the type can store; those outside ``root`` (default
+    ``base_dir``) are recorded in ``into.external_files``."""
     validate_document(doc, "nvs_values")
     for ns, keys in doc.data.items():
         _check_name(doc, (ns,), ns, "namespace")
@@ -110,7 +119,8 @@ def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping
                 del target[key]
                 into.secrets.discard(path)
                 continue
-            entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into)
+            entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into,
+                                   root if root is not None else base_dir)
             target[key] = entry
             if secret:
                 into.secrets.add(path)
@@ -133,8 +143,8 @@ def _check_name(doc: YamlDocument, path: tuple, name: str, what: str) -> None:
 
 
 def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, base_dir: Path,
-           env: Mapping[str, str], read_bytes: Callable[[Path], bytes],
-           into: NvsValues) -> tuple[NvsEntry, bool]:
+           env: Mapping[str, str], read_bytes: Callable[..., bytes],
+           into: NvsValues, root: Path) -> tuple[NvsEntry, bool]:
     ns, key = path
     line, col = doc.where(path)
     if isinstance(spec, bool):
@@ -171,11 +181,16 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
     elif source == "file":
         file_path = base_dir / doc.path_text(spath, raw, "file")
         try:
-            data = read_bytes(file_path)
-        except InputError:
-            raise doc.error(spath, f"file '{raw}' not found (relative to "
-                            f"{display_path(base_dir) or '.'})") from None
+            data = read_bytes(file_path, max_bytes=_FILE_LIMITS.get(type_, STR_LEN_MAX_SIZE),
+                              what=f"file '{raw}'")
+        except InputError as exc:
+            message = exc.message
+            if message.startswith("no such"):
+                message = (f"file '{raw}' not found (relative to "
+                           f"{display_path(base_dir) or '.'})")
+            raise doc.error(spath, message) from None
         into.inputs.append(file_path)
+        _note_external(into, file_path, root)
         if type_ == "blob":
             value = data
         elif type_ == "string":
@@ -196,6 +211,18 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
     entry = NvsEntry(ns, key, type_, value, file=doc.filename, line=line, col=col)
     validate_entry(entry)
     return entry, secret
+
+
+#: Largest file a ``file:`` source may name, by type: what one NVS entry can hold (a
+#: format-version-2 blob, a string less its NUL); other types are short text.
+_FILE_LIMITS = {"blob": BLOB_MAX_SIZE, "string": STR_LEN_MAX_SIZE - 1}
+
+
+def _note_external(into: NvsValues, path: Path, root: Path) -> None:
+    """Record ``path`` in ``into.external_files`` when it resolves outside ``root``."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(Path(root).resolve()) and resolved not in into.external_files:
+        into.external_files += (resolved,)
 
 
 def _decode_bytes(doc: YamlDocument, path: tuple, encoding: str, text: str) -> bytes:

@@ -276,7 +276,8 @@ def resolve_project(project: Project, product: str | None = None, *,
                                     f"partition table", key=True,
                                     hint="partitions: " + ", ".join(p.name for p in table.partitions))
         files = list(cfg.values) + list(chosen.values.get(name, ()) if chosen else ())
-        values[name] = load_nvs_values(files, env=env) if files else NvsValues()
+        values[name] = (load_nvs_values(files, env=env, root=project.root) if files
+                         else NvsValues())
         keys[name] = ((chosen.keys if chosen else None) or cfg.keys or project.keys
                       or KeySpec("generate"))
         versions[name] = cfg.format_version
