@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
-from ..formats.nvs_image import NVS_TYPES, NvsEntry, validate_entry
+from ..formats.nvs_image import NVS_TYPES, SECRET_NOT_SHOWN, NvsEntry, validate_entry
 from ..formats.nvs_layout import BLOB_MAX_SIZE, STR_LEN_MAX_SIZE
 from ..fsutil import display_path, read_input_text, read_regular_file
 from .schemas import validate_document
@@ -177,7 +177,7 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
         if raw not in env:
             raise doc.error(spath, f"environment variable {raw} is not set",
                             hint=f"export {raw}=... (an unset variable is never an empty value)")
-        value = _from_text(doc, spath, type_, env[raw], f"environment variable {raw}")
+        value = _from_text(doc, spath, type_, env[raw], f"environment variable {raw}", True)
     elif source == "file":
         file_path = base_dir / doc.path_text(spath, raw, "file")
         try:
@@ -201,15 +201,15 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
                                 hint="use type: blob for binary data") from None
         else:
             value = _from_text(doc, spath, type_, data.decode("utf-8", "replace").strip(),
-                               f"file '{raw}'")
+                               f"file '{raw}'", secret)
     elif source in ("hex", "base64"):
         if type_ != "blob":
             raise doc.error(spath, f"{source} gives bytes, so the type must be blob, not {type_}")
         value = _decode_bytes(doc, spath, source, raw)
     else:
-        value = _inline(doc, spath, type_, raw)
+        value = _inline(doc, spath, type_, raw, secret)
     entry = NvsEntry(ns, key, type_, value, file=doc.filename, line=line, col=col)
-    validate_entry(entry)
+    validate_entry(entry, secret=secret)
     return entry, secret
 
 
@@ -235,26 +235,31 @@ def _decode_bytes(doc: YamlDocument, path: tuple, encoding: str, text: str) -> b
         raise doc.error(path, f"not valid {encoding}") from None
 
 
-def _inline(doc: YamlDocument, path: tuple, type_: str, raw: Any) -> Any:
+def _inline(doc: YamlDocument, path: tuple, type_: str, raw: Any, secret: bool) -> Any:
+    shown = SECRET_NOT_SHOWN if secret else repr(raw)
     if type_ in _INT_TYPES:
         if isinstance(raw, bool) or not isinstance(raw, int):
             if isinstance(raw, str):
-                return _from_text(doc, path, type_, raw, "value")
-            raise doc.error(path, f"{type_} needs a whole number, got {raw!r}")
+                return _from_text(doc, path, type_, raw, "value", secret)
+            raise doc.error(path, f"{type_} needs a whole number, got {shown}")
         return raw
     if type_ in _FLOAT_TYPES:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise doc.error(path, f"{type_} needs a number, got {raw!r}")
+            raise doc.error(path, f"{type_} needs a number, got {shown}")
         return float(raw)
     if type_ == "string":
         if not isinstance(raw, str):
-            raise doc.error(path, f"string value must be text, got {raw!r}",
-                            hint=f"quote it: value: \"{raw}\"")
+            raise doc.error(path, f"string value must be text, got {shown}",
+                            hint="quote it: value: \"...\"" if secret
+                            else f"quote it: value: \"{raw}\"")
         return raw
     raise doc.error(path, "a blob's bytes come from hex, base64 or file, not value")
 
 
-def _from_text(doc: YamlDocument, path: tuple, type_: str, text: str, what: str) -> Any:
+def _from_text(doc: YamlDocument, path: tuple, type_: str, text: str, what: str,
+               secret: bool) -> Any:
+    """``text`` (from ``what``: a value, a variable, a file) as a ``type_`` value; a
+    ``secret`` text is never shown in the error."""
     if type_ == "string":
         return text
     if type_ == "blob":
@@ -267,7 +272,13 @@ def _from_text(doc: YamlDocument, path: tuple, type_: str, text: str, what: str)
             raise ValueError
         return value
     except ValueError:
+        if secret:
+            raise doc.error(path, f"{what} does not hold a {type_} (its value is secret, not "
+                            f"shown)", hint=_NUMBER_HINT[type_ in _INT_TYPES]) from None
         raise doc.error(path, f"{what} holds {text!r}, which is not a {type_}") from None
+
+
+_NUMBER_HINT = {True: "a whole number: decimal, or 0x hex", False: "a number, such as 1.25"}
 
 
 def format_nvs_values_yaml(values: Mapping[str, Mapping[str, NvsEntry]], *,
