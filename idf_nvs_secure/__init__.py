@@ -53,6 +53,7 @@ _EXPORTS = {
     "validate_partition_table": ".formats.partition_table",
     "derive_hmac_key": ".inputs.keysource",
     "derive_nvs_keys": ".inputs.keysource",
+    "DERIVATION_VERSION": ".inputs.keysource",
     "parse_nvs_csv": ".inputs.nvs_csv",
     "NvsValues": ".inputs.nvs_yaml",
     "load_nvs_values": ".inputs.nvs_yaml",
@@ -82,7 +83,7 @@ __all__ = [
     "image_to_json", "parse_nvs_csv", "NvsValues", "load_nvs_values",
     # keys
     "NvsKeys", "build_nvs_keys", "parse_nvs_keys", "generate_nvs_keys",
-    "derive_nvs_keys_from_hmac", "derive_nvs_keys", "derive_hmac_key",
+    "derive_nvs_keys_from_hmac", "derive_nvs_keys", "derive_hmac_key", "DERIVATION_VERSION",
     # projects, plans, builds
     "Project", "ResolvedProject", "load_project", "resolve_project",
     "SecurityPlan", "PlanIntent", "detect_plan",

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -22,6 +23,7 @@ __all__ = [
     "refuse_key_overwrite",
     "read_input_bytes",
     "read_input_text",
+    "read_regular_file",
     "display_path",
     "OutputFile",
     "write_output_set",
@@ -202,6 +204,55 @@ def read_input_bytes(path: str | os.PathLike[str]) -> bytes:
         raise InputError("is a directory, expected a file", file=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", file=str(path)) from None
+    except ValueError:  # a NUL in the path
+        raise InputError("the path contains a NUL character", file=repr(str(path))) from None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int,
+                      what: str = "file") -> bytes:
+    """Read a whole regular file of at most ``max_bytes`` bytes, or raise InputError.
+
+    The type and size are checked with ``stat`` before a byte is read, and the file is
+    opened non-blocking and checked again on the open descriptor, so a FIFO, a device
+    (``/dev/zero``) or a directory is refused at once, never read or waited on.  A file
+    that grows past ``max_bytes`` while being read is refused too.
+    """
+    name = str(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{what} is {_kind(info.st_mode)}, not a regular file", file=name)
+        if info.st_size > max_bytes:
+            raise InputError(f"{what} is {info.st_size} bytes; at most {max_bytes} can be "
+                             f"stored", file=name)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):  # replaced between stat and open
+                raise InputError(f"{what} is {_kind(mode)}, not a regular file", file=name)
+            data = fh.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InputError(f"no such {what}", file=name) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=name) from None
+    except ValueError:  # a NUL in the path
+        raise InputError("the path contains a NUL character", file=repr(name)) from None
+    if len(data) > max_bytes:
+        raise InputError(f"{what} grew past {max_bytes} bytes while being read", file=name)
+    return data
 
 
 def read_input_text(path: str | os.PathLike[str]) -> str:

@@ -138,7 +138,7 @@ ERROR_CASES = [
     (["dev:\n  x: {type: blob, value: abc}\n"], "v0.yaml:2:", "hex, base64 or file"),
     (["dev:\n  x: {type: string, value: 12}\n"], "v0.yaml:2:", "quote it"),
     (["dev:\n  x: {type: string, value: " + "a" * 4000 + "}\n"], "v0.yaml:2:", "4000"),
-    (["dev:\n  x: {type: u32, env: WIFI_PASS}\n"], "v0.yaml:2:", "not a u32"),
+    (["dev:\n  x: {type: u32, env: WIFI_PASS}\n"], "v0.yaml:2:", "does not hold a u32"),
     (["dev: null\n"], "v0.yaml:1:", "namespace 'dev' has no keys"),
     (["dev:\n  x: null\n"], "v0.yaml:2:", "key 'x' has no value"),
     (["dev:\n  x: a\n", "dev:\n  x: {type: u8, value: 1}\n  y: z\n"], None, None),

@@ -115,29 +115,35 @@ def _check_name(entry: NvsEntry, what: str, name: object) -> bytes:
     return encoded
 
 
-def _encode_value(entry: NvsEntry) -> bytes:
+#: Stands for a secret value in messages.
+SECRET_NOT_SHOWN = "(secret, not shown)"
+
+
+def _encode_value(entry: NvsEntry, secret: bool = False) -> bytes:
     """The stored bytes: the 8-byte data field of a fixed-size type, the string with its
-    NUL, or the blob; raises InputError (with the entry's location) when invalid."""
+    NUL, or the blob; raises InputError (with the entry's location) when invalid.  With
+    ``secret`` no message shows the value (only its type, size or range)."""
     kind = entry.type
     value = entry.value
     fmt = PRIMITIVE_FORMATS.get(kind)
     label = f"key {entry.key!r}"
+    shown = SECRET_NOT_SHOWN if secret else repr(value)
     if fmt is not None:
         if kind in INT_RANGES:
             if not isinstance(value, int) or isinstance(value, bool):
-                raise _error(entry, f"{label}: {kind} value must be an integer, not {value!r}")
+                raise _error(entry, f"{label}: {kind} value must be an integer, not {shown}")
             low, high = INT_RANGES[kind]
             if not low <= value <= high:
-                raise _error(entry, f"{label}: value {value} does not fit {kind} ({low}..{high})")
+                raise _error(entry, f"{label}: value {shown} does not fit {kind} ({low}..{high})")
         else:
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise _error(entry, f"{label}: {kind} value must be a number, not {value!r}")
+                raise _error(entry, f"{label}: {kind} value must be a number, not {shown}")
             if math.isnan(value):
                 raise _error(entry, f"{label}: {kind} value is NaN, which NVS rejects")
             try:
                 fmt.pack(value)
             except (OverflowError, struct.error):
-                raise _error(entry, f"{label}: value {value!r} does not fit {kind}") from None
+                raise _error(entry, f"{label}: value {shown} does not fit {kind}") from None
         return fmt.pack(value).ljust(8, b"\xff")
     if kind == "string":
         if not isinstance(value, str):
@@ -168,16 +174,18 @@ def _encode_value(entry: NvsEntry) -> bytes:
     )
 
 
-def validate_entry(entry: NvsEntry) -> None:
+def validate_entry(entry: NvsEntry, *, secret: bool = False) -> None:
     """Check names (1..15 bytes of UTF-8, no NUL), the type, and the value's range and
     size (strings at most 4000 bytes with their NUL, blobs at most 508000 bytes).
 
-    Raises :class:`InputError` located at the entry.  Limits that depend on the format
-    version or the partition size are checked by :func:`build_nvs_image`.
+    Raises :class:`InputError` located at the entry; for a ``secret`` entry the message
+    names what is wrong but never shows the value.  Limits that depend on the format
+    version or the partition size are checked by :func:`build_nvs_image` (their
+    messages give sizes, never values).
     """
     _check_name(entry, "namespace", entry.namespace)
     _check_name(entry, "key", entry.key)
-    _encode_value(entry)
+    _encode_value(entry, secret)
 
 
 def usable_pages(size: int) -> int:

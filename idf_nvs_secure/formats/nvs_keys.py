@@ -40,6 +40,7 @@ __all__ = [
     "derive_nvs_keys_from_hmac",
     "key_fingerprint",
     "is_erased",
+    "check_key_strength",
 ]
 
 #: NVS_KEY_SIZE in nvs_flash.h: each of the two XTS-AES-256 half keys, in bytes.
@@ -111,7 +112,8 @@ def parse_nvs_keys(data: bytes) -> NvsKeys:
     """Read the keys from an nvs_keys partition image (4096 bytes, or at least 68).
 
     Raises :class:`FormatError` for a short image or a CRC mismatch (a corrupt file, or
-    one still encrypted by flash encryption), :class:`KeyMaterialError` for an erased one.
+    one still encrypted by flash encryption), :class:`KeyMaterialError` for an erased one
+    and for weak keys (:func:`check_key_strength`; equal halves included).
     """
     if len(data) < _LAYOUT.size:
         raise FormatError(
@@ -131,19 +133,38 @@ def parse_nvs_keys(data: bytes) -> NvsKeys:
             f"nvs_keys CRC mismatch (stored 0x{crc:08x}, computed 0x{expected:08x})",
             hint="is this a flash read-back still encrypted by flash encryption?",
         )
-    return NvsKeys(bytes(data_key), bytes(tweak_key))
+    keys = NvsKeys(bytes(data_key), bytes(tweak_key))
+    check_key_strength(keys)
+    return keys
+
+
+#: Half keys that are no secret at all: all zero bits or all one bits.
+_WEAK_HALVES = (b"\x00" * NVS_KEY_SIZE, b"\xff" * NVS_KEY_SIZE)
+
+
+def check_key_strength(keys: NvsKeys) -> None:
+    """Refuse keys a generator would never produce: a data or tweak key that is all 0x00
+    or all 0xFF (a placeholder or erased flash, not a key).  Equal halves are refused by
+    :class:`NvsKeys` itself.  Raises :class:`KeyMaterialError`; no key byte is shown."""
+    for name, half in (("data key (eky, bytes 0..31)", keys.data_key),
+                       ("tweak key (tky, bytes 32..63)", keys.tweak_key)):
+        if half in _WEAK_HALVES:
+            fill = "0x00" if half[0] == 0 else "0xFF"
+            raise KeyMaterialError(
+                f"nvs_keys XTS {name} is all {fill}: that is no key",
+                hint="make new keys with: idf-nvs-secure keys generate -o nvs_keys.bin")
 
 
 def generate_nvs_keys(rng: Callable[[int], bytes] = secrets.token_bytes) -> NvsKeys:
     """Fresh keys from ``rng`` (by default the operating system's CSPRNG).
 
     Draws again in the astronomically unlikely case that the halves are equal or a half
-    is all 0xFF (which would read back as an erased partition).
+    is all 0x00 or all 0xFF (which :func:`parse_nvs_keys` refuses as weak).
     """
     while True:
         material = rng(2 * NVS_KEY_SIZE)
         data_key, tweak_key = material[:NVS_KEY_SIZE], material[NVS_KEY_SIZE:]
-        if data_key != tweak_key and b"\xff" * NVS_KEY_SIZE not in (data_key, tweak_key):
+        if data_key != tweak_key and not {data_key, tweak_key} & set(_WEAK_HALVES):
             return NvsKeys(data_key, tweak_key)
 
 

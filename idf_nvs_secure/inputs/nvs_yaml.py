@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
-from ..formats.nvs_image import NVS_TYPES, NvsEntry, validate_entry
-from ..fsutil import display_path, read_input_bytes, read_input_text
+from ..formats.nvs_image import NVS_TYPES, SECRET_NOT_SHOWN, NvsEntry, validate_entry
+from ..formats.nvs_layout import BLOB_MAX_SIZE, STR_LEN_MAX_SIZE
+from ..fsutil import display_path, read_input_text, read_regular_file
 from .schemas import validate_document
 from .yamlsource import YamlDocument, load_yaml
 
@@ -49,13 +50,16 @@ class NvsValues:
     ``namespaces`` keeps entry order: namespace by first appearance, keys in order.
     ``secrets`` names the (namespace, key) pairs to mask when shown; ``files`` lists the
     values files applied, in order; ``inputs`` every file read (those and the files they
-    reference), for build dependencies and manifests.
+    reference), for build dependencies and manifests.  ``external_files`` are the
+    ``file:`` sources read from outside the project folder (resolved, symlinks
+    followed, in reading order): allowed, but a plan lists them so a review sees them.
     """
 
     namespaces: dict[str, dict[str, NvsEntry]] = field(default_factory=dict)
     secrets: set[tuple[str, str]] = field(default_factory=set)
     files: list[Path] = field(default_factory=list)
     inputs: list[Path] = field(default_factory=list)
+    external_files: tuple[Path, ...] = ()
     #: Environment variables the values read, in order of first use.
     env_vars: dict[str, None] = field(default_factory=dict)
     #: With ``defer_unset``: (namespace, key) -> (variable, error) of a value whose variable
@@ -77,9 +81,11 @@ class NvsValues:
 
 
 def load_nvs_values(files: Sequence[Path], *, env: Mapping[str, str],
-                    values: NvsValues | None = None, defer_unset: bool = False) -> NvsValues:
+                    values: NvsValues | None = None, root: Path | None = None,
+                    defer_unset: bool = False) -> NvsValues:
     """Read ``files`` in order, the first as the base (unless ``values`` is given) and the
-    rest as overlays over it.
+    rest as overlays over it.  ``root`` is the project folder (by default each values
+    file's own folder): ``file:`` sources outside it go into ``external_files``.
 
     ``defer_unset``: a value from an unset environment variable is not an error yet (its
     entry holds a stand-in, the error waits in ``unset``), so commands that only plan or
@@ -91,14 +97,18 @@ def load_nvs_values(files: Sequence[Path], *, env: Mapping[str, str],
         result.inputs.append(Path(path))
         doc = load_yaml(text, display_path(path))
         parse_nvs_values_document(doc, base_dir=Path(path).parent, env=env, into=result,
-                                  overlay=values is not None or i > 0)
+                                  overlay=values is not None or i > 0, root=root)
     return result
 
 
 def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping[str, str],
-                              into: NvsValues, overlay: bool,
-                              read_bytes: Callable[[Path], bytes] = read_input_bytes) -> None:
-    """Apply one values document to ``into`` (schema first, then meaning)."""
+                              into: NvsValues, overlay: bool, root: Path | None = None,
+                              read_bytes: Callable[..., bytes] = read_regular_file) -> None:
+    """Apply one values document to ``into`` (schema first, then meaning).
+
+    ``file:`` sources are read with ``read_bytes(path, max_bytes=..., what=...)``: only
+    regular files no larger than the type can store; those outside ``root`` (default
+    ``base_dir``) are recorded in ``into.external_files``."""
     validate_document(doc, "nvs_values")
     for ns, keys in doc.data.items():
         _check_name(doc, (ns,), ns, "namespace")
@@ -130,7 +140,8 @@ def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping
                 into.unset.pop(path, None)
                 continue
             into.unset.pop(path, None)
-            entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into)
+            entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into,
+                                   root if root is not None else base_dir)
             target[key] = entry
             if secret:
                 into.secrets.add(path)
@@ -153,8 +164,8 @@ def _check_name(doc: YamlDocument, path: tuple, name: str, what: str) -> None:
 
 
 def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, base_dir: Path,
-           env: Mapping[str, str], read_bytes: Callable[[Path], bytes],
-           into: NvsValues) -> tuple[NvsEntry, bool]:
+           env: Mapping[str, str], read_bytes: Callable[..., bytes],
+           into: NvsValues, root: Path) -> tuple[NvsEntry, bool]:
     ns, key = path
     line, col = doc.where(path)
     if isinstance(spec, bool):
@@ -193,15 +204,20 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
             into.unset[path] = (raw, error)
             return NvsEntry(ns, key, type_, _STAND_IN.get(type_, 0), file=doc.filename,
                             line=line, col=col), True
-        value = _from_text(doc, spath, type_, env[raw], f"environment variable {raw}")
+        value = _from_text(doc, spath, type_, env[raw], f"environment variable {raw}", True)
     elif source == "file":
-        file_path = (base_dir / raw)
+        file_path = base_dir / doc.path_text(spath, raw, "file")
         try:
-            data = read_bytes(file_path)
-        except InputError:
-            raise doc.error(spath, f"file '{raw}' not found (relative to "
-                            f"{display_path(base_dir) or '.'})") from None
+            data = read_bytes(file_path, max_bytes=_FILE_LIMITS.get(type_, STR_LEN_MAX_SIZE),
+                              what=f"file '{raw}'")
+        except InputError as exc:
+            message = exc.message
+            if message.startswith("no such"):
+                message = (f"file '{raw}' not found (relative to "
+                           f"{display_path(base_dir) or '.'})")
+            raise doc.error(spath, message) from None
         into.inputs.append(file_path)
+        _note_external(into, file_path, root)
         if type_ == "blob":
             value = data
         elif type_ == "string":
@@ -212,16 +228,28 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
                                 hint="use type: blob for binary data") from None
         else:
             value = _from_text(doc, spath, type_, data.decode("utf-8", "replace").strip(),
-                               f"file '{raw}'")
+                               f"file '{raw}'", secret)
     elif source in ("hex", "base64"):
         if type_ != "blob":
             raise doc.error(spath, f"{source} gives bytes, so the type must be blob, not {type_}")
         value = _decode_bytes(doc, spath, source, raw)
     else:
-        value = _inline(doc, spath, type_, raw)
+        value = _inline(doc, spath, type_, raw, secret)
     entry = NvsEntry(ns, key, type_, value, file=doc.filename, line=line, col=col)
-    validate_entry(entry)
+    validate_entry(entry, secret=secret)
     return entry, secret
+
+
+#: Largest file a ``file:`` source may name, by type: what one NVS entry can hold (a
+#: format-version-2 blob, a string less its NUL); other types are short text.
+_FILE_LIMITS = {"blob": BLOB_MAX_SIZE, "string": STR_LEN_MAX_SIZE - 1}
+
+
+def _note_external(into: NvsValues, path: Path, root: Path) -> None:
+    """Record ``path`` in ``into.external_files`` when it resolves outside ``root``."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(Path(root).resolve()) and resolved not in into.external_files:
+        into.external_files += (resolved,)
 
 
 def _decode_bytes(doc: YamlDocument, path: tuple, encoding: str, text: str) -> bytes:
@@ -234,26 +262,31 @@ def _decode_bytes(doc: YamlDocument, path: tuple, encoding: str, text: str) -> b
         raise doc.error(path, f"not valid {encoding}") from None
 
 
-def _inline(doc: YamlDocument, path: tuple, type_: str, raw: Any) -> Any:
+def _inline(doc: YamlDocument, path: tuple, type_: str, raw: Any, secret: bool) -> Any:
+    shown = SECRET_NOT_SHOWN if secret else repr(raw)
     if type_ in _INT_TYPES:
         if isinstance(raw, bool) or not isinstance(raw, int):
             if isinstance(raw, str):
-                return _from_text(doc, path, type_, raw, "value")
-            raise doc.error(path, f"{type_} needs a whole number, got {raw!r}")
+                return _from_text(doc, path, type_, raw, "value", secret)
+            raise doc.error(path, f"{type_} needs a whole number, got {shown}")
         return raw
     if type_ in _FLOAT_TYPES:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise doc.error(path, f"{type_} needs a number, got {raw!r}")
+            raise doc.error(path, f"{type_} needs a number, got {shown}")
         return float(raw)
     if type_ == "string":
         if not isinstance(raw, str):
-            raise doc.error(path, f"string value must be text, got {raw!r}",
-                            hint=f"quote it: value: \"{raw}\"")
+            raise doc.error(path, f"string value must be text, got {shown}",
+                            hint="quote it: value: \"...\"" if secret
+                            else f"quote it: value: \"{raw}\"")
         return raw
     raise doc.error(path, "a blob's bytes come from hex, base64 or file, not value")
 
 
-def _from_text(doc: YamlDocument, path: tuple, type_: str, text: str, what: str) -> Any:
+def _from_text(doc: YamlDocument, path: tuple, type_: str, text: str, what: str,
+               secret: bool) -> Any:
+    """``text`` (from ``what``: a value, a variable, a file) as a ``type_`` value; a
+    ``secret`` text is never shown in the error."""
     if type_ == "string":
         return text
     if type_ == "blob":
@@ -266,7 +299,13 @@ def _from_text(doc: YamlDocument, path: tuple, type_: str, text: str, what: str)
             raise ValueError
         return value
     except ValueError:
+        if secret:
+            raise doc.error(path, f"{what} does not hold a {type_} (its value is secret, not "
+                            f"shown)", hint=_NUMBER_HINT[type_ in _INT_TYPES]) from None
         raise doc.error(path, f"{what} holds {text!r}, which is not a {type_}") from None
+
+
+_NUMBER_HINT = {True: "a whole number: decimal, or 0x hex", False: "a number, such as 1.25"}
 
 
 def format_nvs_values_yaml(values: Mapping[str, Mapping[str, NvsEntry]], *,

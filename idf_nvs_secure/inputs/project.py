@@ -38,6 +38,7 @@ from .nvs_yaml import NvsValues, load_nvs_values
 from .partition_csv import PartitionSpec, place_partitions
 from .partitions_yaml import pair_nvs_keys, read_partition_source, spec_from_item
 from .schemas import validate_document
+from .textcheck import control_character
 from .yamlsource import YamlDocument, load_yaml
 
 __all__ = [
@@ -126,17 +127,22 @@ class Project:
         return self.products[name]
 
 
-def _files(value: Any) -> tuple[str, ...]:
+def _files(doc: YamlDocument, path: tuple, value: Any) -> tuple[str, ...]:
+    """The values files listed at ``path`` (one name or a list), each checked for
+    control characters."""
     if value is None:
         return ()
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (doc.path_text(path, value, "values file"),)
+    return tuple(doc.path_text(path + (i,), v, "values file") for i, v in enumerate(value))
 
 
 def _secret(doc: YamlDocument, path: tuple, data: dict | None) -> SecretSpec | None:
     if data is None:
         return None
     line, _ = doc.where(path)
-    return SecretSpec(env=data.get("env"), file=Path(data["file"]) if "file" in data else None,
+    file = doc.path_text(path + ("file",), data["file"], "file") if "file" in data else None
+    return SecretSpec(env=data.get("env"), file=Path(file) if file is not None else None,
                       development_default=data.get("development_default"),
                       where=f"{doc.filename}:{line}")
 
@@ -150,7 +156,8 @@ def _keys(doc: YamlDocument, path: tuple, data: dict | None, root: Path) -> KeyS
         raise doc.error(path, "keys source 'file' needs file: <nvs_keys.bin or HMAC key>")
     if source != "file" and "file" in data:
         raise doc.error(path + ("file",), f"file: only goes with source: file, not {source}")
-    return KeySpec(source=source, file=root / data["file"] if "file" in data else None,
+    file = doc.path_text(path + ("file",), data["file"], "file") if "file" in data else None
+    return KeySpec(source=source, file=root / file if file is not None else None,
                    master_secret=_secret(doc, path + ("master_secret",),
                                          data.get("master_secret")),
                    where=f"{doc.filename}:{line}")
@@ -164,6 +171,9 @@ def load_project(path: Path) -> Project:
     doc = load_yaml(read_input_text(file), display_path(file))
     validate_document(doc, "project")
     data = doc.data
+    for name in ("partitions", "partition_csv"):
+        if name in data:
+            doc.path_text((name,), data[name], f"{name} file")
     partitions_file = root / data["partitions"]
     if not partitions_file.is_file():
         raise doc.error(("partitions",), f"partition file '{data['partitions']}' not found")
@@ -172,11 +182,17 @@ def load_project(path: Path) -> Project:
         cfg = cfg or {}
         nvs[name] = NvsPartitionConfig(
             name=name,
-            values=tuple(root / f for f in _files(cfg.get("values"))),
+            values=tuple(root / f for f in _files(doc, ("nvs", name, "values"),
+                                                  cfg.get("values"))),
             format_version=cfg.get("format_version", 2),
             keys=_keys(doc, ("nvs", name, "keys"), cfg.get("keys"), root))
     products = {}
     for name, cfg in (data.get("products") or {}).items():
+        bad = control_character(name)
+        if bad:
+            raise doc.error(("products", name), f"product name {name!r} contains a control "
+                            f"character ({bad})", key=True,
+                            hint="product names are plain text: letters, digits, '-', '_'")
         cfg = cfg or {}
         for part in cfg.get("values") or {}:
             if part not in nvs:
@@ -186,7 +202,7 @@ def load_project(path: Path) -> Project:
                                 hint="listed: " + (", ".join(nvs) or "none"))
         products[name] = ProductConfig(
             name=name, description=cfg.get("description", ""),
-            values={p: tuple(root / f for f in _files(v))
+            values={p: tuple(root / f for f in _files(doc, ("products", name, "values", p), v))
                     for p, v in (cfg.get("values") or {}).items()},
             partitions=dict(cfg.get("partitions") or {}),
             keys=_keys(doc, ("products", name, "keys"), cfg.get("keys"), root),
@@ -281,7 +297,8 @@ def resolve_project(project: Project, product: str | None = None, *,
                                     f"partition table", key=True,
                                     hint="partitions: " + ", ".join(p.name for p in table.partitions))
         files = list(cfg.values) + list(chosen.values.get(name, ()) if chosen else ())
-        values[name] = (load_nvs_values(files, env=env, defer_unset=defer_unset) if files
+        values[name] = (load_nvs_values(files, env=env, root=project.root,
+                                        defer_unset=defer_unset) if files
                         else NvsValues())
         keys[name] = ((chosen.keys if chosen else None) or cfg.keys or project.keys
                       or KeySpec("generate"))

@@ -21,6 +21,7 @@ from ..errors import CapacityError, InputError
 from ..formats.nvs_image import NVS_TYPES, NvsEntry, build_nvs_image, validate_entry
 from ..formats.nvs_template import encoded_length
 from ..fsutil import read_input_bytes, read_input_text
+from ..inputs.textcheck import control_character
 
 if TYPE_CHECKING:  # pragma: no cover
     from .jobs import BatchPlan
@@ -212,6 +213,10 @@ def load_devices(path: Path, batch: BatchPlan, *, display: str | None = None) ->
             raise InputError(f"{len(record)} cells, but the header has {len(header)} columns",
                              **where)
         device = record[id_index].strip()
+        bad = control_character(record[id_index])
+        if bad:
+            raise InputError(f"device id {device!r} contains a control character ({bad})",
+                             **where)
         if not _DEVICE_ID.fullmatch(device):
             raise InputError(f"device id {device!r} is not 1..64 letters, digits, '.', '_' "
                              f"or '-' (starting with a letter or digit)", **where)
