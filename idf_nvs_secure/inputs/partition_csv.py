@@ -3,7 +3,8 @@
 The CSV dialect is gen_esp32part.py's: one partition per line,
 ``Name, Type, SubType, Offset, Size, Flags``; ``#`` comments and blank lines; ``$VAR``
 and ``${VAR}`` expanded as ``os.path.expandvars`` does; numbers in decimal, ``0x`` hex
-or with a ``K``/``M`` suffix (KiB/MiB); flags separated by ``:``.  Blank offsets are
+or with a ``K``/``M`` suffix (KiB/MiB); flags separated by ``:`` with no spaces
+around it (``encrypted : readonly`` is refused, as gen_esp32part.py refuses it).  Blank offsets are
 placed after the previous partition (app at 64 KB, others at 4 KB alignment), a
 negative size ``-N`` means "up to offset N".
 
@@ -248,13 +249,18 @@ def _row_to_spec(fields: list[tuple[str, int]], filename: str, number: int) -> P
             raise fail(f"size: {exc.message}", size_col, exc.hint) from None
 
     flags = {}
+    col = flags_col
     for flag in flags_text.split(":"):
-        flag = flag.strip()
+        # As gen_esp32part.py: the field is stripped, its pieces are not, and names are
+        # case-sensitive; empty pieces are skipped.
         if flag in FLAGS:
             flags[flag] = True
         elif flag:
-            raise fail(f"unknown flag {flag!r}", flags_col,
-                       "flags: encrypted, readonly (several separated by ':')")
+            hint = "flags: encrypted, readonly (several separated by ':')"
+            if flag.strip() in FLAGS:
+                hint = "no spaces around ':' (gen_esp32part.py refuses them): encrypted:readonly"
+            raise fail(f"unknown flag {flag!r}", col, hint)
+        col += len(flag) + 1
     return PartitionSpec(name, ptype, subtype, offset, size, file=filename, line=number, **flags)
 
 
