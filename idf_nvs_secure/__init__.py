@@ -36,7 +36,9 @@ from .formats.partition_table import (  # noqa: E402
     Partition,
     PartitionTable,
     build_partition_table,
+    find_name_warnings,
     parse_partition_table,
+    secure_boot_check,
     validate_partition_table,
 )
 from .inputs.keysource import derive_hmac_key, derive_nvs_keys  # noqa: E402
@@ -53,8 +55,8 @@ __all__ = [
     "NvsSecureError", "InputError", "FormatError", "KeyMaterialError", "CapacityError",
     # partition tables
     "Partition", "PartitionTable", "build_partition_table", "parse_partition_table",
-    "validate_partition_table", "parse_partition_csv", "format_partition_csv",
-    "parse_partitions_yaml",
+    "validate_partition_table", "find_name_warnings", "secure_boot_check",
+    "parse_partition_csv", "format_partition_csv", "parse_partitions_yaml",
     # NVS images
     "NvsEntry", "build_nvs_image", "validate_entry", "NvsImage", "parse_nvs_image",
     "image_to_json", "parse_nvs_csv", "NvsValues", "load_nvs_values",

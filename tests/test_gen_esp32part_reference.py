@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from idf_nvs_secure.errors import InputError
-from idf_nvs_secure.formats.partition_table import build_partition_table
+from idf_nvs_secure.formats.partition_table import build_partition_table, find_name_warnings
 from idf_nvs_secure.inputs.partition_csv import parse_partition_csv
 
 HERE = Path(__file__).resolve().parent / "reference" / "gen_esp32part"
@@ -28,11 +28,15 @@ DIVERGENCES = {
 }
 
 #: Reference cases this file checks (by id prefix).
-CHECKED = ("flags_",)
+CHECKED = ("flags_", "secure_", "name_")
 
 
 def _selected() -> list[str]:
     return [case_id for case_id in CASES if case_id.startswith(CHECKED)]
+
+
+def test_the_recorded_cases_are_all_checked():
+    assert set(_selected()) == set(CASES)
 
 
 def _secure(args: list[str]) -> str | None:
@@ -59,6 +63,18 @@ def test_same_accept_reject_and_bytes_as_gen_esp32part(case_id):
         flag = re.search(r"unknown flag '(.*)'", case["error"])
         if flag:  # the same piece is named
             assert f"unknown flag {flag.group(1)!r}" in info.value.message
+        size = re.search(r"Partition (\S+) invalid: Size (0x[0-9a-f]+) is not aligned to (0x[0-9a-f]+)",
+                         case["error"])
+        if size:  # the same partition, size and alignment
+            name, value, align = size.groups()
+            assert f"partition {name!r}: size {value} is not a multiple of {align}" \
+                in info.value.message
         return
     table = parse_partition_csv(case["csv"], filename="in.csv", **kwargs)
     assert build_partition_table(table) == (HERE / case["bin"]).read_bytes()
+    # the same warnings, for the same partitions, in the same order
+    expected = [(re.search(r"name '([^']*)'", w).group(1), "subtype" in w)
+                for w in case["warnings"]]
+    ours = [(table.partitions[w.index].name, "subtype" in w.message)
+            for w in find_name_warnings(table)]
+    assert ours == expected

@@ -270,7 +270,8 @@ def _row_to_spec(fields: list[tuple[str, int]], filename: str, number: int) -> P
 def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFAULT_TABLE_OFFSET,
                      flash_size: int | None = None,
                      primary_bootloader_offset: int | None = None,
-                     recovery_bootloader_offset: int | None = None) -> PartitionTable:
+                     recovery_bootloader_offset: int | None = None,
+                     secure: str | None = None) -> PartitionTable:
     """Give every spec an offset and a size as gen_esp32part.py does, then validate.
 
     Walking the specs in order from the end of the table sector (``table_offset`` +
@@ -282,6 +283,8 @@ def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFA
     (``CONFIG_BOOTLOADER_OFFSET_IN_FLASH``), the recovery bootloader at
     ``recovery_bootloader_offset``, the primary table at ``table_offset``; bootloader
     entries are ``table_offset - primary_bootloader_offset`` long, table entries 0x1000.
+    ``secure`` ("v1", "v2", gen_esp32part.py ``--secure``; see
+    :func:`~..formats.partition_table.secure_boot_check`) adds Secure Boot's app checks.
 
     Every error is an :class:`InputError` naming the partition, with the spec's location.
     """
@@ -303,7 +306,7 @@ def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFA
             last_end, previous = part.end, part.name
         parts.append(part)
     table = PartitionTable(tuple(parts), offset=table_offset)
-    problem = find_problem(table, flash_size=flash_size)
+    problem = find_problem(table, flash_size=flash_size, secure=secure)
     if problem is not None:
         spec = specs[problem.index] if problem.index is not None else None
         message = problem.message
@@ -390,12 +393,14 @@ def parse_partition_csv(text: str, *, filename: str = "<csv>",
                         table_offset: int = DEFAULT_TABLE_OFFSET, flash_size: int | None = None,
                         variables: Mapping[str, str] | None = None,
                         primary_bootloader_offset: int | None = None,
-                        recovery_bootloader_offset: int | None = None) -> PartitionTable:
+                        recovery_bootloader_offset: int | None = None,
+                        secure: str | None = None) -> PartitionTable:
     """Read, place and validate a partition CSV: ``gen_esp32part.py`` without the binary."""
     specs = parse_partition_csv_specs(text, filename=filename, variables=variables)
     return place_partitions(specs, table_offset=table_offset, flash_size=flash_size,
                             primary_bootloader_offset=primary_bootloader_offset,
-                            recovery_bootloader_offset=recovery_bootloader_offset)
+                            recovery_bootloader_offset=recovery_bootloader_offset,
+                            secure=secure)
 
 
 #: Readers of partition sources by file extension: ``reader(text, filename=...,
