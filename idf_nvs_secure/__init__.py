@@ -51,6 +51,8 @@ _EXPORTS = {
     "build_partition_table": ".formats.partition_table",
     "parse_partition_table": ".formats.partition_table",
     "validate_partition_table": ".formats.partition_table",
+    "find_name_warnings": ".formats.partition_table",
+    "secure_boot_check": ".formats.partition_table",
     "derive_hmac_key": ".inputs.keysource",
     "derive_nvs_keys": ".inputs.keysource",
     "DERIVATION_VERSION": ".inputs.keysource",
@@ -76,7 +78,8 @@ __all__ = [
     "NvsSecureError", "InputError", "FormatError", "KeyMaterialError", "CapacityError",
     # partition tables
     "Partition", "PartitionTable", "build_partition_table", "parse_partition_table",
-    "validate_partition_table", "parse_partition_csv", "format_partition_csv",
+    "validate_partition_table", "find_name_warnings", "secure_boot_check",
+    "parse_partition_csv", "format_partition_csv",
     "parse_partitions_yaml",
     # NVS images
     "NvsEntry", "build_nvs_image", "validate_entry", "NvsImage", "parse_nvs_image",
@@ -139,6 +142,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .formats.partition_table import build_partition_table  # noqa: F401
     from .formats.partition_table import parse_partition_table  # noqa: F401
     from .formats.partition_table import validate_partition_table  # noqa: F401
+    from .formats.partition_table import find_name_warnings, secure_boot_check  # noqa: F401
     from .inputs.keysource import derive_hmac_key  # noqa: F401
     from .inputs.keysource import derive_nvs_keys  # noqa: F401
     from .inputs.nvs_csv import parse_nvs_csv  # noqa: F401

@@ -148,3 +148,56 @@ def test_show_bin_checks_flash_size(work):
 def test_show_invalid_csv(work):
     source = work / "golden" / "invalid" / "duplicate_name.csv"
     assert_user_error(run("show", source), f"{source}:2: partition 'nvs'")
+
+
+# --- --secure and the name warnings ---------------------------------------------------
+
+SHORT_APP = "nvs, data, nvs, , 0x6000,\nfactory, app, factory, , 0x11000,\n"
+
+
+@pytest.mark.parametrize("secure", [["--secure", "v1"], ["--secure"]])
+def test_secure_v1_refuses_a_4k_app_and_writes_nothing(tmp_path, secure):
+    src, out = tmp_path / "p.csv", tmp_path / "p.bin"
+    src.write_text(SHORT_APP)
+    result = run("build", src, "-o", out, *secure)
+    assert_user_error(result, f"{src}:2: partition 'factory': size 0x11000 is not a multiple "
+                              "of 0x10000 (Secure Boot V1")
+    assert "use 0x20000" in result.stderr
+    assert not out.exists()
+
+
+def test_secure_v2_and_none_accept_whole_sectors(tmp_path):
+    src = tmp_path / "p.csv"
+    src.write_text(SHORT_APP)
+    for extra in ([], ["--secure", "v2"]):
+        result = run("build", src, "-o", tmp_path / "p.bin", *extra)
+        assert result.exit_code == 0, result.output
+
+
+def test_secure_checks_a_built_bin_and_yaml(tmp_path):
+    src, out = tmp_path / "p.csv", tmp_path / "p.bin"
+    src.write_text(SHORT_APP)
+    assert run("build", src, "-o", out).exit_code == 0
+    assert_user_error(run("show", out, "--secure", "v1"), f"{out}: partition 'factory'")
+    yaml_src = tmp_path / "p.yaml"
+    yaml_src.write_text("partitions:\n  - {name: nvs, type: data, subtype: nvs, size: 24K}\n"
+                        "  - {name: factory, type: app, subtype: factory, size: 0x11000}\n")
+    assert_user_error(run("build", yaml_src, "-o", tmp_path / "y.bin", "--secure", "v1"),
+                      f"{yaml_src}:3")
+
+
+def test_name_warnings_are_printed_at_the_row_and_do_not_fail(tmp_path):
+    src, out = tmp_path / "p.csv", tmp_path / "p.bin"
+    src.write_text("phy, data, nvs, , 0x6000,\ndata, app, factory, , 1M,\n")
+    result = run("build", src, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"warning: {src}:1: partition 'phy': the name is a subtype name (data/phy), but the "
+        "partition is data/nvs; a mistake in the table?",
+        f"warning: {src}:2: partition 'data': the name is the partition type 'data', but the "
+        "partition is app/factory; a mistake in the table?",
+    ]
+    assert out.exists()
+    shown = run("show", out)
+    assert shown.exit_code == 0
+    assert f"warning: {out}: partition 'phy'" in shown.stderr

@@ -159,11 +159,21 @@ def test_row_errors_carry_line_and_column(row, match, col):
 
 def test_flags_column():
     table = _csv("a, data, nvs, , 0x6000, encrypted:readonly\n"
-                 "b, data, nvs, , 0x6000, readonly : encrypted\n"
+                 "b, data, nvs, , 0x6000,  readonly:encrypted \n"
                  "c, data, nvs, , 0x6000, encrypted,\n"
                  "d, data, nvs, , 0x6000,\n")
     flags = [p.flags for p in table.partitions]
     assert flags == [("encrypted", "readonly"), ("encrypted", "readonly"), ("encrypted",), ()]
+
+
+def test_spaces_around_the_flag_colon_are_refused_at_the_piece():
+    error = _error("nvs, data, nvs, , 0x6000, encrypted : readonly\n")
+    assert "unknown flag 'encrypted '" in error.message
+    assert error.col == 27
+    assert "no spaces around ':'" in error.hint
+    error = _error("nvs, data, nvs, , 0x6000, encrypted: readonly\n")
+    assert "unknown flag ' readonly'" in error.message
+    assert error.col == 37
 
 
 def test_type_and_subtype_names_are_case_insensitive_and_numbers_work():

@@ -348,3 +348,45 @@ def test_property_placed_tables_roundtrip(rows, table_offset):
     assert again == table
     offsets = [p.offset for p in table.partitions]
     assert offsets == sorted(offsets) and offsets[0] >= table_offset + 0x1000
+
+
+# --- Secure Boot checks and name warnings (library side) -----------------------------
+
+def test_secure_boot_check_follows_esp_idf_partition_table_cmake():
+    from idf_nvs_secure.formats.partition_table import secure_boot_check
+
+    assert secure_boot_check({}) is None
+    assert secure_boot_check({"CONFIG_SECURE_BOOT": "y"}) == "v1"
+    assert secure_boot_check({"CONFIG_SECURE_BOOT": True, "CONFIG_SECURE_BOOT_V1_ENABLED": True}) == "v1"
+    assert secure_boot_check({"CONFIG_SECURE_BOOT": "y", "CONFIG_SECURE_BOOT_V2_ENABLED": "y"}) == "v2"
+    assert secure_boot_check({"CONFIG_SECURE_BOOT": "y",
+                              "CONFIG_SECURE_BOOT_ALLOW_SHORT_APP_PARTITION": "y"}) is None
+    assert secure_boot_check({"CONFIG_SECURE_BOOT_V1_ENABLED": "y"}) is None  # not on
+
+
+def test_validate_with_secure_v1_and_unknown_version():
+    from idf_nvs_secure.errors import InputError
+    from idf_nvs_secure.formats.partition_table import (
+        APP_TYPE, Partition, PartitionTable, validate_partition_table)
+
+    table = PartitionTable((Partition("factory", APP_TYPE, 0, 0x10000, 0x11000),))
+    validate_partition_table(table)
+    validate_partition_table(table, secure="v2")
+    with pytest.raises(InputError, match="not a multiple of 0x10000"):
+        validate_partition_table(table, secure="v1")
+    with pytest.raises(InputError, match="unknown secure boot version 'v3'"):
+        validate_partition_table(table, secure="v3")
+
+
+def test_name_warnings_are_data_not_output(capsys):
+    from idf_nvs_secure.formats.partition_table import (
+        APP_TYPE, DATA_TYPE, NameWarning, Partition, PartitionTable, find_name_warnings)
+
+    table = PartitionTable((Partition("nvs", DATA_TYPE, 2, 0x9000, 0x6000),
+                            Partition("app", DATA_TYPE, 1, 0xF000, 0x1000),
+                            Partition("ota_1", APP_TYPE, 0x10, 0x10000, 0x100000)))
+    warnings = find_name_warnings(table)
+    assert [w.index for w in warnings] == [1, 2]
+    assert all(isinstance(w, NameWarning) for w in warnings)
+    assert "app/ota_1" in warnings[1].message
+    assert capsys.readouterr() == ("", "")

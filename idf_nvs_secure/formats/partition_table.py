@@ -24,7 +24,7 @@ import hashlib
 import re
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
 from ..errors import CapacityError, FormatError, InputError
 
@@ -43,6 +43,8 @@ __all__ = [
     "Partition", "PartitionTable", "alignment_for_type", "has_fixed_location",
     "build_partition_table", "parse_partition_table", "validate_partition_table",
     "parse_flash_size", "format_size", "Problem", "find_problem",
+    "SECURE_BOOT_V1", "SECURE_BOOT_V2", "SECURE_BOOT_VERSIONS", "app_size_alignment",
+    "secure_boot_check", "NameWarning", "find_name_warnings",
 ]
 
 # --- types and subtypes (esp_partition.h, esp_flash_partitions.h) -------------------
@@ -162,6 +164,15 @@ ALIGNMENT: dict[int, int] = {
 }
 #: App sizes must be whole flash sectors (without secure boot V1, which needs 0x10000).
 APP_SIZE_ALIGNMENT = 0x1000
+#: gen_esp32part.py ``--secure`` values: the app partition checks of each Secure Boot.
+SECURE_BOOT_V1 = "v1"
+SECURE_BOOT_V2 = "v2"
+SECURE_BOOT_VERSIONS = (SECURE_BOOT_V1, SECURE_BOOT_V2)
+#: App size alignment per ``--secure``: V1 puts its 68-byte signature block at the end of
+#: a 64 KB block; V2 pads the image to 64 KB and appends a 4 KB signature sector, so its
+#: app sizes only need whole sectors, as without secure boot (get_alignment_size_for_type).
+_APP_SIZE_ALIGNMENT_SECURE = {None: APP_SIZE_ALIGNMENT, SECURE_BOOT_V1: 0x10000,
+                              SECURE_BOOT_V2: APP_SIZE_ALIGNMENT}
 NVS_RW_MIN_PARTITION_SIZE = 0x3000  # a read/write NVS partition needs 3 pages
 OTA_DATA_PARTITION_SIZE = 0x2000  # data/ota and data/tee_ota: exactly two sectors
 
@@ -172,6 +183,30 @@ _MiB = 1024 * 1024
 def alignment_for_type(ptype: int) -> int:
     """Offset alignment in bytes that gen_esp32part.py requires for partitions of ``ptype``."""
     return ALIGNMENT.get(ptype, ALIGNMENT[DATA_TYPE])
+
+
+def app_size_alignment(secure: str | None = None) -> int:
+    """Bytes an app partition's size must be a multiple of, for ``secure`` (None, "v1", "v2")."""
+    if secure not in _APP_SIZE_ALIGNMENT_SECURE:
+        raise InputError(f"unknown secure boot version {secure!r}",
+                         hint="use v1 or v2 (gen_esp32part.py --secure)")
+    return _APP_SIZE_ALIGNMENT_SECURE[secure]
+
+
+def secure_boot_check(config: Mapping[str, object]) -> str | None:
+    """The ``--secure`` value ESP-IDF's build passes to gen_esp32part.py for ``config``.
+
+    ``config`` maps sdkconfig names (``CONFIG_SECURE_BOOT``...) to values, True or ``"y"``
+    for enabled.  As components/partition_table/CMakeLists.txt (v5.5 to master): with
+    CONFIG_SECURE_BOOT and without CONFIG_SECURE_BOOT_ALLOW_SHORT_APP_PARTITION, "v2" when
+    CONFIG_SECURE_BOOT_V2_ENABLED, else "v1"; otherwise None (no check).
+    """
+    def enabled(name: str) -> bool:
+        return config.get(name) in (True, "y")
+
+    if not enabled("CONFIG_SECURE_BOOT") or enabled("CONFIG_SECURE_BOOT_ALLOW_SHORT_APP_PARTITION"):
+        return None
+    return SECURE_BOOT_V2 if enabled("CONFIG_SECURE_BOOT_V2_ENABLED") else SECURE_BOOT_V1
 
 
 def has_fixed_location(ptype: int, subtype: int) -> bool:
@@ -410,7 +445,7 @@ def _kind(part: Partition) -> str:
     return f"{name} partitions" if isinstance(name, str) else f"partitions of type 0x{name:x}"
 
 
-def _check_partition(part: Partition) -> tuple[str, str | None] | None:
+def _check_partition(part: Partition, secure: str | None) -> tuple[str, str | None] | None:
     """gen_esp32part.py's PartitionDefinition.verify, plus the range checks it leaves to
     struct.pack.  Returns (reason, hint) or None."""
     label = part.name.encode("utf-8")
@@ -440,10 +475,12 @@ def _check_partition(part: Partition) -> tuple[str, str | None] | None:
                 f"({_kind(part)} need {format_size(align)} alignment)",
                 f"use 0x{_align_up(part.offset, align):x}, or leave the offset empty "
                 "to place it automatically")
-    if part.type == APP_TYPE and part.size % APP_SIZE_ALIGNMENT:
-        return (f"size 0x{part.size:x} is not a multiple of 0x{APP_SIZE_ALIGNMENT:x} "
-                "(app partitions are whole 4 KB flash sectors)",
-                f"use 0x{_align_up(part.size, APP_SIZE_ALIGNMENT):x}")
+    size_align = app_size_alignment(secure)
+    if part.type == APP_TYPE and part.size % size_align:
+        why = ("app partitions are whole 4 KB flash sectors" if size_align == APP_SIZE_ALIGNMENT
+               else "Secure Boot V1 signs app partitions in whole 64 KB blocks")
+        return (f"size 0x{part.size:x} is not a multiple of 0x{size_align:x} ({why})",
+                f"use 0x{_align_up(part.size, size_align):x}")
     if part.type == DATA_TYPE and part.subtype in (OTA_DATA_SUBTYPE, COREDUMP_SUBTYPE) \
             and part.readonly:
         return (f"data/{part.subtype_name} partitions are always read-write and cannot be "
@@ -457,16 +494,18 @@ def _check_partition(part: Partition) -> tuple[str, str | None] | None:
     return None
 
 
-def find_problem(table: PartitionTable, *, flash_size: int | None = None) -> Problem | None:
+def find_problem(table: PartitionTable, *, flash_size: int | None = None,
+                 secure: str | None = None) -> Problem | None:
     """The first problem :func:`validate_partition_table` would raise, or None.
 
     For callers that map entries back to source lines (the CSV and YAML readers).
     """
+    app_size_alignment(secure)  # an unknown version is an error even without apps
     parts = table.partitions
     if not parts:
         return Problem(None, "the partition table has no partitions")
     for index, part in enumerate(parts):
-        found = _check_partition(part)
+        found = _check_partition(part, secure)
         if found:
             return Problem(index, f"partition {part.name!r}: {found[0]}", found[1])
     seen: dict[str, int] = {}
@@ -523,11 +562,13 @@ def find_problem(table: PartitionTable, *, flash_size: int | None = None) -> Pro
     return None
 
 
-def validate_partition_table(table: PartitionTable, *, flash_size: int | None = None) -> None:
+def validate_partition_table(table: PartitionTable, *, flash_size: int | None = None,
+                             secure: str | None = None) -> None:
     """Run every check gen_esp32part.py runs, and a few it misses; raise the first failure.
 
     Per entry: a name of 1-16 bytes, type and subtype 0x00-0xFE, a positive size,
-    offset alignment (app 0x10000, others 0x1000), app sizes in 4 KB sectors, no
+    offset alignment (app 0x10000, others 0x1000), app sizes in 4 KB sectors (64 KB with
+    ``secure="v1"``, gen_esp32part.py ``--secure v1``; "v2" needs 4 KB, as none), no
     ``readonly`` on data/ota or data/coredump, read/write NVS at least 0x3000 bytes.
     Across entries: unique names, nothing below the table sector's end except the primary
     bootloader and table, no overlaps, at most one otadata and one TEE otadata of exactly
@@ -536,10 +577,55 @@ def validate_partition_table(table: PartitionTable, *, flash_size: int | None = 
     Raises :class:`InputError` (:class:`CapacityError` for the flash size) naming the
     partition and the reason.
     """
-    problem = find_problem(table, flash_size=flash_size)
+    problem = find_problem(table, flash_size=flash_size, secure=secure)
     if problem is not None:
         error = CapacityError if problem.capacity else InputError
         raise error(problem.message, hint=problem.hint)
+
+
+class NameWarning(NamedTuple):
+    """A partition whose name is a type or subtype name that does not describe it.
+
+    ``index`` is the entry in table order; ``message`` says what it looks like.
+    """
+
+    index: int
+    message: str
+
+
+def find_name_warnings(table: PartitionTable) -> list[NameWarning]:
+    """gen_esp32part.py's "Mistake in partition table?" warnings, as data, in table order.
+
+    Its rule, matched exactly (names compared case-sensitively): a name that is a type
+    name (``app``, ``data``, ``bootloader``, ``partition_table``) other than the entry's
+    type; a name that is any type's subtype name (``nvs``, ``ota_0``, ``primary``...)
+    but not the entry's own subtype under its type.  Both can apply to one entry.
+    """
+    subtype_names = {name for names in SUBTYPES.values() for name in names}
+    warnings = []
+    for index, part in enumerate(table.partitions):
+        name = part.name
+        if name in TYPES and TYPES[name] != part.type:
+            warnings.append(NameWarning(index, f"partition {name!r}: the name is the partition "
+                                        f"type '{name}', but the partition is {_kind_of(part)}; "
+                                        "a mistake in the table?"))
+        if name in subtype_names and SUBTYPES.get(part.type, {}).get(name) != part.subtype:
+            owners = ", ".join(f"{_type_label(t)}/{name}" for t, names in SUBTYPES.items()
+                               if name in names)
+            warnings.append(NameWarning(index, f"partition {name!r}: the name is a subtype "
+                                        f"name ({owners}), but the partition is {_kind_of(part)}; "
+                                        "a mistake in the table?"))
+    return warnings
+
+
+def _type_label(ptype: int) -> str:
+    name = next((n for n, v in TYPES.items() if v == ptype), None)
+    return name if name is not None else f"0x{ptype:02x}"
+
+
+def _kind_of(part: Partition) -> str:
+    subtype = part.subtype_name
+    return f"{_type_label(part.type)}/{subtype if isinstance(subtype, str) else f'0x{subtype:02x}'}"
 
 
 _FLASH_SIZE = re.compile(r"(?i)\s*(\d+)\s*(mb|m|kb|k)?\s*")

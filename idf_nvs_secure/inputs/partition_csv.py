@@ -3,7 +3,8 @@
 The CSV dialect is gen_esp32part.py's: one partition per line,
 ``Name, Type, SubType, Offset, Size, Flags``; ``#`` comments and blank lines; ``$VAR``
 and ``${VAR}`` expanded as ``os.path.expandvars`` does; numbers in decimal, ``0x`` hex
-or with a ``K``/``M`` suffix (KiB/MiB); flags separated by ``:``.  Blank offsets are
+or with a ``K``/``M`` suffix (KiB/MiB); flags separated by ``:`` with no spaces
+around it (``encrypted : readonly`` is refused, as gen_esp32part.py refuses it).  Blank offsets are
 placed after the previous partition (app at 64 KB, others at 4 KB alignment), a
 negative size ``-N`` means "up to offset N".
 
@@ -248,13 +249,18 @@ def _row_to_spec(fields: list[tuple[str, int]], filename: str, number: int) -> P
             raise fail(f"size: {exc.message}", size_col, exc.hint) from None
 
     flags = {}
+    col = flags_col
     for flag in flags_text.split(":"):
-        flag = flag.strip()
+        # As gen_esp32part.py: the field is stripped, its pieces are not, and names are
+        # case-sensitive; empty pieces are skipped.
         if flag in FLAGS:
             flags[flag] = True
         elif flag:
-            raise fail(f"unknown flag {flag!r}", flags_col,
-                       "flags: encrypted, readonly (several separated by ':')")
+            hint = "flags: encrypted, readonly (several separated by ':')"
+            if flag.strip() in FLAGS:
+                hint = "no spaces around ':' (gen_esp32part.py refuses them): encrypted:readonly"
+            raise fail(f"unknown flag {flag!r}", col, hint)
+        col += len(flag) + 1
     return PartitionSpec(name, ptype, subtype, offset, size, file=filename, line=number, **flags)
 
 
@@ -264,7 +270,8 @@ def _row_to_spec(fields: list[tuple[str, int]], filename: str, number: int) -> P
 def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFAULT_TABLE_OFFSET,
                      flash_size: int | None = None,
                      primary_bootloader_offset: int | None = None,
-                     recovery_bootloader_offset: int | None = None) -> PartitionTable:
+                     recovery_bootloader_offset: int | None = None,
+                     secure: str | None = None) -> PartitionTable:
     """Give every spec an offset and a size as gen_esp32part.py does, then validate.
 
     Walking the specs in order from the end of the table sector (``table_offset`` +
@@ -276,6 +283,8 @@ def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFA
     (``CONFIG_BOOTLOADER_OFFSET_IN_FLASH``), the recovery bootloader at
     ``recovery_bootloader_offset``, the primary table at ``table_offset``; bootloader
     entries are ``table_offset - primary_bootloader_offset`` long, table entries 0x1000.
+    ``secure`` ("v1", "v2", gen_esp32part.py ``--secure``; see
+    :func:`~..formats.partition_table.secure_boot_check`) adds Secure Boot's app checks.
 
     Every error is an :class:`InputError` naming the partition, with the spec's location.
     """
@@ -297,7 +306,7 @@ def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFA
             last_end, previous = part.end, part.name
         parts.append(part)
     table = PartitionTable(tuple(parts), offset=table_offset)
-    problem = find_problem(table, flash_size=flash_size)
+    problem = find_problem(table, flash_size=flash_size, secure=secure)
     if problem is not None:
         spec = specs[problem.index] if problem.index is not None else None
         message = problem.message
@@ -384,12 +393,14 @@ def parse_partition_csv(text: str, *, filename: str = "<csv>",
                         table_offset: int = DEFAULT_TABLE_OFFSET, flash_size: int | None = None,
                         variables: Mapping[str, str] | None = None,
                         primary_bootloader_offset: int | None = None,
-                        recovery_bootloader_offset: int | None = None) -> PartitionTable:
+                        recovery_bootloader_offset: int | None = None,
+                        secure: str | None = None) -> PartitionTable:
     """Read, place and validate a partition CSV: ``gen_esp32part.py`` without the binary."""
     specs = parse_partition_csv_specs(text, filename=filename, variables=variables)
     return place_partitions(specs, table_offset=table_offset, flash_size=flash_size,
                             primary_bootloader_offset=primary_bootloader_offset,
-                            recovery_bootloader_offset=recovery_bootloader_offset)
+                            recovery_bootloader_offset=recovery_bootloader_offset,
+                            secure=secure)
 
 
 #: Readers of partition sources by file extension: ``reader(text, filename=...,

@@ -155,11 +155,13 @@ def spec_from_item(doc: YamlDocument, path: tuple, item: dict[str, Any],
 
 
 def parse_partitions_document(doc: YamlDocument, *, table_offset: int | None = None,
-                              flash_size: int | None = None) -> PartitionsFile:
+                              flash_size: int | None = None,
+                              secure: str | None = None) -> PartitionsFile:
     """Validate (schema, then meaning) and place a partitions.yaml document.
 
     ``table_offset``/``flash_size`` given by the caller (sdkconfig, command line) win
-    over the file's ``table:`` section.
+    over the file's ``table:`` section; ``secure`` ("v1", "v2") adds Secure Boot's app
+    checks, as gen_esp32part.py ``--secure``.
     """
     validate_document(doc, "partitions")
     section = doc.data.get("table") or {}
@@ -179,7 +181,8 @@ def parse_partitions_document(doc: YamlDocument, *, table_offset: int | None = N
         specs.append(spec)
         if "nvs_keys_for" in item:
             pairing[spec.name] = item["nvs_keys_for"]
-    table = place_partitions(specs, table_offset=table_offset, flash_size=flash_size)
+    table = place_partitions(specs, table_offset=table_offset, flash_size=flash_size,
+                             secure=secure)
     for keys_name, nvs_name in pairing.items():
         target = table.find(nvs_name)
         if target is None or (target.type, target.subtype) != (DATA_TYPE, NVS_SUBTYPE):
@@ -191,15 +194,17 @@ def parse_partitions_document(doc: YamlDocument, *, table_offset: int | None = N
 
 
 def parse_partitions_yaml(text: str, *, filename: str = "<yaml>", table_offset: int | None = None,
-                          flash_size: int | None = None) -> PartitionsFile:
+                          flash_size: int | None = None,
+                          secure: str | None = None) -> PartitionsFile:
     """Parse partitions.yaml text into a placed, validated table."""
     return parse_partitions_document(load_yaml(text, filename), table_offset=table_offset,
-                                     flash_size=flash_size)
+                                     flash_size=flash_size, secure=secure)
 
 
 def read_partition_source(text: str, filename: str, *, table_offset: int | None = None,
                           flash_size: int | None = None,
-                          variables: Mapping[str, str] | None = None) -> PartitionsFile:
+                          variables: Mapping[str, str] | None = None,
+                          secure: str | None = None) -> PartitionsFile:
     """A partitions.yaml or ESP-IDF CSV (by ``filename``'s extension), placed.
 
     ``table_offset``/``flash_size`` given by the caller win over a YAML file's ``table:``
@@ -207,10 +212,10 @@ def read_partition_source(text: str, filename: str, *, table_offset: int | None 
     """
     if PurePath(filename).suffix.lower() in (".yaml", ".yml"):
         return parse_partitions_yaml(text, filename=filename, table_offset=table_offset,
-                                     flash_size=flash_size)
+                                     flash_size=flash_size, secure=secure)
     specs = parse_partition_specs(text, filename=filename, variables=variables)
     offset = DEFAULT_TABLE_OFFSET if table_offset is None else table_offset
-    table = place_partitions(specs, table_offset=offset, flash_size=flash_size)
+    table = place_partitions(specs, table_offset=offset, flash_size=flash_size, secure=secure)
     return PartitionsFile(table, tuple(specs), flash_size, {}, None)
 
 

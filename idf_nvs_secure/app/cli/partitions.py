@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -10,8 +11,11 @@ import click
 from ...errors import NvsSecureError
 from ...formats.partition_table import (
     DEFAULT_TABLE_OFFSET,
+    SECURE_BOOT_V1,
+    SECURE_BOOT_VERSIONS,
     PartitionTable,
     build_partition_table,
+    find_name_warnings,
     format_size,
     parse_flash_size,
     parse_partition_table,
@@ -19,6 +23,7 @@ from ...formats.partition_table import (
 )
 from ...fsutil import read_input_bytes, read_input_text, write_atomic
 from ...inputs.partition_csv import (
+    PartitionSpec,
     format_partition_csv,
     partition_spec_reader,
     place_partitions,
@@ -39,6 +44,11 @@ def _location_options(default_offset: int | None):
                          help="CONFIG_BOOTLOADER_OFFSET_IN_FLASH, for bootloader entries."),
             click.option("--recovery-bootloader-offset", type=AnyInt(),
                          help="CONFIG_BOOTLOADER_RECOVERY_OFFSET, for a recovery bootloader."),
+            click.option("--secure", type=click.Choice(SECURE_BOOT_VERSIONS), is_flag=False,
+                         flag_value=SECURE_BOOT_V1, default=None,
+                         help="Check app partitions for Secure Boot, as gen_esp32part.py "
+                              "--secure: v1 needs app sizes in 64 KB, v2 in 4 KB; "
+                              "--secure alone means v1."),
         ]):
             command = option(command)
         return command
@@ -47,24 +57,36 @@ def _location_options(default_offset: int | None):
 
 def _load(path: Path, offset: int | None, flash_size: str | None,
           primary_bootloader_offset: int | None,
-          recovery_bootloader_offset: int | None, *, allow_bin: bool) -> PartitionTable:
-    """Read a partition source (.csv, ...) or, when ``allow_bin``, a built table."""
+          recovery_bootloader_offset: int | None, secure: str | None = None, *,
+          allow_bin: bool) -> tuple[PartitionTable, Sequence[PartitionSpec]]:
+    """Read a partition source (.csv, ...) or, when ``allow_bin``, a built table (no specs)."""
     size = parse_flash_size(flash_size) if flash_size else None
     if allow_bin and path.suffix.lower() == ".bin":
         try:
             table = parse_partition_table(read_input_bytes(path), offset=offset)
-            validate_partition_table(table, flash_size=size)
+            validate_partition_table(table, flash_size=size, secure=secure)
         except NvsSecureError as exc:
             raise exc.located(file=str(path)) from None
-        return table
+        return table, ()
     reader = partition_spec_reader(str(path))  # before reading: a .bin is not text
     if path.suffix.lower() in (".yaml", ".yml"):  # the file may carry offset and flash size
-        return read_partition_source(read_input_text(path), str(path), table_offset=offset,
-                                     flash_size=size).table
+        parsed = read_partition_source(read_input_text(path), str(path), table_offset=offset,
+                                       flash_size=size, secure=secure)
+        return parsed.table, parsed.specs
     specs = reader(read_input_text(path), filename=str(path))
-    return place_partitions(specs, table_offset=DEFAULT_TABLE_OFFSET if offset is None else offset,
-                            flash_size=size, primary_bootloader_offset=primary_bootloader_offset,
-                            recovery_bootloader_offset=recovery_bootloader_offset)
+    table = place_partitions(specs, table_offset=DEFAULT_TABLE_OFFSET if offset is None else offset,
+                             flash_size=size, primary_bootloader_offset=primary_bootloader_offset,
+                             recovery_bootloader_offset=recovery_bootloader_offset,
+                             secure=secure)
+    return table, specs
+
+
+def _warn_names(path: Path, table: PartitionTable, specs: Sequence[PartitionSpec]) -> None:
+    """Print gen_esp32part.py's name-looks-like-a-type warnings, located at the rows."""
+    for warning in find_name_warnings(table):
+        line = specs[warning.index].line if warning.index < len(specs) else None
+        where = f"{specs[warning.index].file or path}:{line}" if line else str(path)
+        click.echo(f"warning: {where}: {warning.message}", err=True)
 
 
 @click.group("partitions")
@@ -82,17 +104,19 @@ def partitions_group() -> None:
 @_location_options(None)
 def build_cmd(source: Path, output: Path, csv_out: Path | None, no_md5: bool, offset: int | None,
               flash_size: str | None, primary_bootloader_offset: int | None,
-              recovery_bootloader_offset: int | None) -> None:
+              recovery_bootloader_offset: int | None, secure: str | None) -> None:
     """Build the binary partition table from INPUT (.csv or .yaml), byte-exact with ESP-IDF.
 
-    Nothing is written unless the whole table is valid.
+    Nothing is written unless the whole table is valid.  A partition named like a type
+    or subtype it is not (gen_esp32part.py's "Mistake in partition table?") is a warning.
     """
-    table = _load(source, offset, flash_size, primary_bootloader_offset,
-                  recovery_bootloader_offset, allow_bin=False)
+    table, specs = _load(source, offset, flash_size, primary_bootloader_offset,
+                         recovery_bootloader_offset, secure, allow_bin=False)
     try:
         blob = build_partition_table(table, md5=not no_md5)
     except NvsSecureError as exc:
         raise exc.located(file=str(source)) from None
+    _warn_names(source, table, specs)
     write_atomic(output, blob)
     if csv_out is not None:
         write_atomic(csv_out, format_partition_csv(table).encode("utf-8"))
@@ -131,13 +155,15 @@ def _as_text(table: PartitionTable) -> str:
 @_location_options(None)
 def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | None,
              primary_bootloader_offset: int | None, recovery_bootloader_offset: int | None,
-             svg_out: Path | None = None) -> None:
+             secure: str | None = None, svg_out: Path | None = None) -> None:
     """Show the partitions of INPUT: a source (.csv) placed as for a build, or a built .bin.
 
-    Errors in INPUT are reported as for a build; --flash-size also checks the fit.
+    Errors and warnings in INPUT are reported as for a build; --flash-size also checks
+    the fit.
     """
-    table = _load(source, offset, flash_size, primary_bootloader_offset,
-                  recovery_bootloader_offset, allow_bin=True)
+    table, specs = _load(source, offset, flash_size, primary_bootloader_offset,
+                         recovery_bootloader_offset, secure, allow_bin=True)
+    _warn_names(source, table, specs)
     click.echo(json.dumps(_as_json(table), indent=2) if as_json else _as_text(table))
     if svg_out is not None:
         from ...views.flashmap import layout_flash_map, render_flash_map_svg
