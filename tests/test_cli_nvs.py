@@ -174,6 +174,29 @@ def test_dump_wrong_and_missing_keys(work, tmp_path):
     assert result.exit_code == 1 and "looks encrypted" in result.stderr
 
 
+def test_dump_with_a_wrong_key_never_says_decrypted(work):
+    # issue 12, finding 13: the header ended in "decrypted" and --json printed {}
+    wrong = ("--keys", str(work / "hmac_derived_nvs_keys.bin"))
+    result = run("nvs", "dump", str(work / "encrypted_v2.bin"), *wrong)
+    assert result.exit_code == 1
+    header = result.stdout.splitlines()[0]
+    assert header.endswith("NOT decrypted: wrong key (no entry decrypts with the keys given)")
+    result = run("nvs", "dump", str(work / "encrypted_v2.bin"), *wrong, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["decrypted"] is False and data["problem"]["code"] == "wrong-key"
+    assert "decrypts with these keys" in data["problem"]["message"]
+    result = run("nvs", "dump", str(work / "encrypted_v2.bin"), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"decrypted": False, "problem": {
+        "code": "looks-encrypted", "message": json.loads(result.stdout)["problem"]["message"]}}
+    assert "NOT decrypted: looks encrypted" in run("nvs", "dump",
+                                                   str(work / "encrypted_v2.bin")).stdout
+    result = run("nvs", "dump", str(work / "encrypted_v2.bin"), "--keys",
+                 str(work / "nvs_keys.bin"))
+    assert result.exit_code == 0 and result.stdout.splitlines()[0].endswith(", decrypted")
+
+
 def test_dump_bad_length_is_an_error(tmp_path):
     odd = tmp_path / "odd.bin"
     odd.write_bytes(b"\xff" * 100)

@@ -6,10 +6,14 @@ A values file::
       serial: SN-0001                        # a bare string is a string
       boot_count: {type: u32, value: 7}      # integers always name their type
       calibration: {type: float, value: 1.25}
-      cert: {type: blob, file: certs/dev.der}   # relative to this YAML file
+      cert: {type: blob, file: certs/dev.der}   # relative to this YAML file; a regular
+                                                # file no larger than one entry holds
       token: {type: blob, hex: "de ad be ef"}
       logo: {type: blob, base64: "R0lG..."}
       wifi_pass: {type: string, env: WIFI_PASSWORD}   # unset variable: an error
+
+Values from ``env:`` and values marked ``secret: true`` are secret: they are masked when
+shown, and no error message ever contains them.
 
 Files after the first are *overlays* (a product's values): they replace keys, add keys
 and namespaces, and remove a key or a namespace with ``null``.  An overlay may give a

@@ -177,7 +177,9 @@ def echo_tree(image: NvsImage, title: str, *, pages: bool) -> None:
 @click.option("--keys", "keys_path", type=click.Path(path_type=Path),
               help="nvs_keys partition image to decrypt the entries with.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {namespace: {key: {"type": ..., "value": ...}}} (blobs as hex).')
+              help='Print {namespace: {key: {"type": ..., "value": ...}}} (blobs as hex); '
+                   'when nothing could be decrypted (wrong or missing keys), '
+                   '{"decrypted": false, "problem": {"code": ..., "message": ...}} and exit 1.')
 @click.option("--pages", is_flag=True,
               help="Also show each page: state, sequence number, used/erased/free entries.")
 @click.option("--flash", type=click.Path(path_type=Path),
@@ -198,13 +200,24 @@ def dump_cmd(ctx: click.Context, image_path: Path | None, keys_path: Path | None
     except NvsSecureError as exc:
         raise exc.located(label) from None
     if as_json:
-        click.echo(json.dumps(image_to_json(image), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(_dump_json(image), indent=2, ensure_ascii=False))
     else:
         echo_tree(image, listing(image, label).splitlines()[0], pages=pages)
     for problem in image.problems:
         click.echo(f"problem: {label}: {problem}", err=True)
     if image.problems:
         ctx.exit(1)
+
+
+def _dump_json(image: NvsImage) -> dict:
+    """The entries as image_to_json gives them; when no entry could be read (wrong keys,
+    or an encrypted image without keys) a ``"decrypted": false`` object naming the
+    problem, never an empty mapping that looks like an empty image."""
+    if image.wrong_key or image.looks_encrypted:
+        code = "wrong-key" if image.wrong_key else "looks-encrypted"
+        problem = next(p for p in image.problems if p.code == code)
+        return {"decrypted": False, "problem": {"code": code, "message": problem.message}}
+    return image_to_json(image)
 
 
 nvs_group.add_command(check_cmd)

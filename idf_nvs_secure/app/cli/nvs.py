@@ -107,11 +107,20 @@ def _shorten(value: object, limit: int = 48) -> str:
     return repr(value)
 
 
+def _decryption(image: NvsImage) -> str:
+    """How the entries were read, for the header: never "decrypted" when nothing was."""
+    if image.wrong_key:
+        return "NOT decrypted: wrong key (no entry decrypts with the keys given)"
+    if image.looks_encrypted:
+        return "NOT decrypted: looks encrypted (no keys given)"
+    return "decrypted" if image.encrypted else "plain"
+
+
 def _listing(image: NvsImage, name: str) -> str:
     initialised = [p for p in image.pages if p.state != "UNINITIALIZED"]
     version = f", format version {image.version}" if image.version else ""
     lines = [f"{name}: {len(image.pages)} pages ({len(initialised)} in use){version}, "
-             f"{'decrypted' if image.encrypted else 'plain'}"]
+             f"{_decryption(image)}"]
     by_namespace: dict[str, list] = {ns: [] for ns in image.namespaces}
     for item in image.entries:
         by_namespace.setdefault(item.namespace, []).append(item)
