@@ -69,7 +69,13 @@ def test_build_small_partition_says_read_only(work, tmp_path):
     out = tmp_path / "small.bin"
     result = run("nvs", "build", str(work / "one.csv"), "--size", "4K", "-o", str(out))
     assert result.exit_code == 0, result.output
-    assert "1 entries, 1 of 1 pages used (read-only NVS layout" in result.stdout
+    assert "1 entries, 1 of 1 pages used (read-only NVS" in result.stdout
+    assert len(out.read_bytes()) == 0x1000
+    # at 0x2000 too the reference writes only the one page used
+    result = run("nvs", "build", str(work / "one.csv"), "--size", "0x2000", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert ("1 entries, 1 of 2 pages used (read-only NVS, under 0x3000 bytes: only the pages "
+            "used are written, 4096 bytes, as nvs_partition_gen.py does)") in result.stdout
     assert len(out.read_bytes()) == 0x1000
 
 

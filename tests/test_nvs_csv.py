@@ -42,6 +42,36 @@ def test_golden_values_csv():
     assert (by_key["wifi", "channel"].file, by_key["wifi", "channel"].line) == ("values.csv", 19)
 
 
+def test_fill_encodings_as_nvs_partition_gen():
+    from idf_nvs_secure.formats.nvs_image import build_nvs_image
+
+    entries = parse((NVS / "fill.csv").read_text(encoding="utf-8"))
+    by_key = {e.key: e for e in entries}
+    assert all(e.type == "blob" for e in entries[:-1])
+    assert by_key["ssid"].value == b"\x08\0\0\0TESTSSID" + bytes(24)
+    assert by_key["password"].value == b"TESTPASSWORD" + bytes(52)
+    assert by_key["empty_fill"].value == b"\xff" * 8
+    assert by_key["empty_sized"].value == bytes(4) + b"\xa5" * 4
+    assert by_key["utf8"].value == "grüße".encode() + b" " * 5
+    assert len(by_key["big"].value) == 5004
+    # the reference's images, read/write and read-only
+    assert build_nvs_image(entries, 0x6000) == (NVS / "fill.bin").read_bytes()
+    assert build_nvs_image(entries, 0x2000) == (NVS / "fill_readonly_0x2000.bin").read_bytes()
+
+
+def test_esp_idf_wifi_nvs_config_csv_is_read():
+    # components/esp_wifi/test_apps/wifi_nvs_config/nvs_data.csv (ESP-IDF master)
+    text = ("key,type,encoding,value\nnvs.net80211,namespace,,\n"
+            "sta.ssid,data,blob_sz_fill(32;0x00),TESTSSID\n"
+            "sta.pswd,data,blob_fill(64;0x00),TESTPASSWORD\n"
+            "ap.ssid,data,blob_sz_fill(32;0x00),TESTSSID\n"
+            "ap.passwd,data,blob_fill(64;0x00),TESTPASSWORD\nap.authmode,data,u8,3\n")
+    entries = parse(text)
+    assert [(e.key, e.type, len(e.value) if e.type == "blob" else e.value) for e in entries] == [
+        ("sta.ssid", "blob", 36), ("sta.pswd", "blob", 64), ("ap.ssid", "blob", 36),
+        ("ap.passwd", "blob", 64), ("ap.authmode", "u8", 3)]
+
+
 def test_revisited_namespace():
     entries = parse((NVS / "values_revisit.csv").read_text())
     assert [(e.namespace, e.key) for e in entries][-1] == ("device", "boot_count")

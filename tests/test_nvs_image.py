@@ -314,6 +314,17 @@ def test_small_partitions_are_read_only_without_reserved_page(size):
     assert len(data) == size and data[size - PAGE_SIZE: size - PAGE_SIZE + 4] != b"\xff" * 4
 
 
+@pytest.mark.parametrize("size, entries, pages", [
+    (0x1000, 0, 1), (0x1000, 1, 1), (0x2000, 0, 1), (0x2000, 1, 1), (0x2000, 125, 1), (0x2000, 126, 2),
+    (0x3000, 1, 3), (0x3000, 0, 3)])
+def test_read_only_images_stop_after_the_pages_used(size, entries, pages):
+    # nvs_partition_gen.py 0.3.0: 'generate one.csv one.bin 0x2000' with one u8 writes
+    # 4096 bytes; 0x3000 and up is read/write and written in full.
+    data = build_nvs_image(ns(*[(f"k{i}", "u8", 1) for i in range(entries)]), size)
+    assert len(data) == pages * PAGE_SIZE
+    assert data[:4] != b"\xff" * 4  # the first page is always initialised
+
+
 @pytest.mark.parametrize("size", [0, 100, 0x1001, -0x1000])
 def test_bad_sizes(size):
     with pytest.raises(InputError, match="multiple of 0x1000"):

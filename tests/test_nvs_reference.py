@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -51,8 +52,7 @@ def reference_image(entries: list[NvsEntry], size: int, version: int,
     except ref.InsufficientSizeError:
         return None
     ref.nvs_close(nvs)
-    image = out.getvalue()
-    return image + b"\xff" * (size - len(image))  # a read-only image stops at its last page
+    return out.getvalue()  # a read-only image (under 0x3000) stops at its last page
 
 
 def check_same(entries, size, version, keys):
@@ -149,3 +149,42 @@ def test_string_and_v1_blob_after_filler_match_the_reference(fill, length, versi
     if version == 1:
         entries.append(NvsEntry("data", "b", "blob", b"\x5a" * (length + 1)))
     check_same(entries, 0x5000, version, None)
+
+
+@pytest.mark.parametrize("size", [0x1000, 0x2000, 0x3000])
+@pytest.mark.parametrize("count", [0, 1, 125, 126, 200, 251])
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_read_only_sizes_write_only_the_pages_used_as_the_reference(size, count, encrypted):
+    entries = [NvsEntry("ro", f"k{i}", "u16", i) for i in range(count)]
+    keys = NvsKeys(bytes(range(32)), bytes(range(32, 64))) if encrypted else None
+    check_same(entries, size, 2, keys)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(["blob_fill", "blob_sz_fill"]), st.integers(0, 5000),
+                          st.integers(0, 255), TEXT), min_size=1, max_size=12),
+       st.sampled_from([0x2000, 0x6000]))
+def test_fill_encodings_match_the_reference(fills, size):
+    from idf_nvs_secure.inputs.nvs_csv import parse_nvs_csv
+
+    rows = [(f"f{i}", f"{name}({max(n, len(text.encode()))};0x{byte:02x})", text)
+            for i, (name, n, byte, text) in enumerate(fills)]
+    assume(all("," not in text and "\n" not in text and '"' not in text and "\r" not in text
+               for _, _, text in rows))
+    csv_text = "key,type,encoding,value\nfill,namespace,,\n" + "".join(
+        f"{key},data,{encoding},{text}\n" for key, encoding, text in rows)
+    entries = parse_nvs_csv(csv_text, filename="f.csv", base_dir=Path("."))
+    out = io.BytesIO()
+    read_only = size < 3 * PAGE_SIZE
+    nvs = ref.nvs_open(out, size if read_only else size - PAGE_SIZE, ref.Page.VERSION2,
+                       read_only=read_only)
+    ref.write_entry(nvs, "fill", "namespace", "", "")
+    try:
+        for key, encoding, text in rows:
+            ref.write_entry(nvs, key, "data", encoding, text)
+    except ref.InsufficientSizeError:
+        with pytest.raises(CapacityError):
+            build_nvs_image(entries, size)
+        return
+    ref.nvs_close(nvs)
+    assert build_nvs_image(entries, size) == out.getvalue()

@@ -176,3 +176,46 @@ def test_format_round_trips_through_the_reader(tmp_path):
     text = format_nvs_values_yaml(v.namespaces)
     again = load_nvs_values([write(tmp_path, "again.yaml", text)], env={})
     assert values(again) == values(v)
+
+
+# --- fill: fixed-size blob fields (CSV blob_fill / blob_sz_fill) ----------------------
+
+GOLDEN_NVS = Path(__file__).resolve().parent / "golden" / "nvs"
+
+
+def test_fill_yaml_gives_the_reference_image_of_fill_csv():
+    from idf_nvs_secure.inputs.nvs_csv import parse_nvs_csv
+
+    v = load_nvs_values([GOLDEN_NVS / "fill.yaml"], env={"FILL_PASSWORD": "TESTPASSWORD"})
+    csv_entries = parse_nvs_csv((GOLDEN_NVS / "fill.csv").read_text(encoding="utf-8"),
+                                filename="fill.csv", base_dir=GOLDEN_NVS)
+    assert [(e.key, e.type, e.value) for e in v.entries] == \
+        [(e.key, e.type, e.value) for e in csv_entries]
+    assert build_nvs_image(v.entries, 0x6000) == (GOLDEN_NVS / "fill.bin").read_bytes()
+    assert v.secrets == {("wifi_like", "password")}  # from env: masked
+
+
+def test_fill_content_from_hex_and_file(tmp_path):
+    (tmp_path / "raw.bin").write_bytes(b"\x01\x02")
+    v = load(tmp_path, "a:\n  h: {type: blob, hex: 'de ad', fill: {size: 4, byte: 0xee}}\n"
+                       "  f: {type: blob, file: raw.bin, fill: {size: 3, byte: 0, length_prefix: u32}}\n")
+    assert v.lookup("a", "h").value == b"\xde\xad\xee\xee"
+    assert v.lookup("a", "f").value == b"\x02\0\0\0\x01\x02\0"
+
+
+@pytest.mark.parametrize("spec, where, message", [
+    ("{type: blob, value: toolong, fill: {size: 4, byte: 0}}", "2:26",
+     "key 'k': the value is 7 bytes, longer than the 4-byte field it fills"),
+    ("{type: string, value: x, fill: {size: 4, byte: 0}}", "2:37",
+     "fill makes a blob, so the type must be blob, not string"),
+    ("{type: blob, value: x, hex: '00', fill: {size: 4, byte: 0}}", "2:6",
+     "key 'k' with fill takes at most one of value, hex, base64, file, env (found: value, hex)"),
+    ("{type: blob, value: 12, fill: {size: 4, byte: 0}}", "2:26",
+     "the text a fill pads must be a string, got 12"),
+    ("{type: blob, fill: {size: 4}}", "2:25", "missing required field 'byte'"),
+])
+def test_fill_errors(tmp_path, spec, where, message):
+    path = write(tmp_path, "v.yaml", f"a:\n  k: {spec}\n")
+    with pytest.raises(InputError) as info:
+        load_nvs_values([path], env={})
+    assert str(info.value).endswith(f"v.yaml:{where}: {message}"), str(info.value)

@@ -22,7 +22,7 @@ last entry; a version-2 blob is split into BLOB_DATA chunks that fill each page,
 by a BLOB_IDX.  Every page but the one written last is FULL; that one stays ACTIVE;
 the rest of the partition is erased flash (0xFF), the last page of it reserved for
 NVS's garbage collection.  Partitions under 0x3000 bytes are laid out as read-only NVS
-(no reserved page), as the tool does.
+(no reserved page), and the image stops after the last page used, as the tool does.
 
 Encryption (``keys``) is AES-XTS-256 of each written entry with its byte offset as the
 tweak; page headers, bitmaps and unwritten entries stay in clear (0xFF).
@@ -298,9 +298,11 @@ def _open_page(buf: bytearray, used: list[int], openers: list[NvsEntry], n: int,
 
 def build_nvs_image(entries: Sequence[NvsEntry], size: int, *, version: int = 2,
                     keys: "NvsKeys | None" = None) -> bytes:
-    """The ``size``-byte image of an NVS partition holding ``entries`` in that order.
+    """The image of a ``size``-byte NVS partition holding ``entries`` in that order.
 
-    ``size`` is in bytes, a multiple of 4096 (at least 0x3000 for read/write NVS).
+    ``size`` is in bytes, a multiple of 4096 (at least 0x3000 for read/write NVS).  The
+    image is ``size`` bytes long, except under 0x3000 (read-only NVS), where it is, as
+    nvs_partition_gen.py writes it, only the pages used: 4096 bytes per page, at least one.
     ``version`` is the NVS format version: 2 (multi-page blobs, ESP-IDF v4.0 and later)
     or 1.  With ``keys`` the entries are encrypted as NVS encryption expects.
 
@@ -476,6 +478,10 @@ def build_nvs_image(entries: Sequence[NvsEntry], size: int, *, version: int = 2,
         buf[base: base + ENTRY_TABLE_OFFSET] = _page_header(page, version_byte, state)
         buf[base + ENTRY_TABLE_OFFSET: base + ENTRY_DATA_OFFSET] = entry_bitmap(written)
 
+    if size < MIN_READ_WRITE_SIZE:
+        # Read-only NVS: nvs_partition_gen.py writes only the pages it used (and, for no
+        # entries, the one page it opened), not the whole partition.
+        del buf[pages * PAGE_SIZE:]
     if keys is not None:
         _encrypt_written(buf, used, keys)
     return bytes(buf)

@@ -10,9 +10,15 @@ Format (ESP-IDF docs, "NVS Partition Generator Utility")::
     cert,file,binary,certs/dev.der   <- file paths resolve against the CSV's folder
 
 ``type`` is ``namespace``, ``data`` or ``file``.  ``encoding`` is one of u8, i8, u16,
-i16, u32, i32, u64, i64, string, hex2bin, base64, binary, and, beyond the reference
-tool, float and double.  For ``file`` entries only string, hex2bin, base64 and binary
-apply: the value is a path and the file's contents are the value.
+i16, u32, i32, u64, i64, string, hex2bin, base64, binary, ``blob_fill(N;0xHH)``,
+``blob_sz_fill(N;0xHH)`` and, beyond the reference tool, float and double.  For ``file``
+entries only string, hex2bin, base64 and binary apply: the value is a path and the
+file's contents are the value.
+
+``blob_fill(N;0xHH)`` stores the value's UTF-8 bytes padded with byte 0xHH to N bytes
+(a C ``char[N]`` field; an empty value is N pad bytes); ``blob_sz_fill(N;0xHH)`` puts
+the value's length as a little-endian u32 before them (N + 4 bytes), as ESP-IDF's Wi-Fi
+configuration stores ``sta.ssid``.  Both are blobs; a value longer than N is an error.
 
 Differences from the reference tool, on purpose: a value containing a comma must be
 quoted (the tool silently cuts it at the comma; here an extra field is an error);
@@ -28,14 +34,17 @@ import binascii
 import csv
 import io
 import math
+import re
+import struct
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from ..errors import InputError, NvsSecureError
 from ..formats.nvs_image import NvsEntry, validate_entry
 from ..fsutil import read_input_bytes
 
-__all__ = ["CSV_HEADER", "CSV_ENCODINGS", "parse_nvs_csv", "format_nvs_csv"]
+__all__ = ["CSV_HEADER", "CSV_ENCODINGS", "parse_nvs_csv", "format_nvs_csv",
+           "BlobFill", "parse_fill_encoding", "fill_blob"]
 
 #: The header line every CSV starts with.
 CSV_HEADER = ("key", "type", "encoding", "value")
@@ -51,6 +60,37 @@ CSV_ENCODINGS: dict[str, str] = {
     **{name: "blob" for name in _BLOB_ENCODINGS},
 }
 _FILE_ENCODINGS = ("string", "hex2bin", "base64", "binary")
+
+# nvs_partition_gen.py's spelling: a decimal size and a two-digit 0x byte.
+_FILL_ENCODING = re.compile(r"(blob_fill|blob_sz_fill)\(([0-9]+);(0x[0-9a-fA-F]{2})\)", re.ASCII)
+_FILL_LENGTH = struct.Struct("<I")  # blob_sz_fill's prefix: the value's length in bytes
+
+
+class BlobFill(NamedTuple):
+    """A fixed-size blob field: ``size`` bytes (the prefix not counted) padded with
+    ``byte``; ``length_prefix`` puts the content's length first as a little-endian u32."""
+
+    size: int
+    byte: int
+    length_prefix: bool = False
+
+
+def parse_fill_encoding(encoding: str) -> BlobFill | None:
+    """``blob_fill(N;0xHH)`` / ``blob_sz_fill(N;0xHH)`` as a :class:`BlobFill`, else None."""
+    match = _FILL_ENCODING.fullmatch(encoding)
+    if match is None:
+        return None
+    return BlobFill(int(match.group(2)), int(match.group(3), 16), match.group(1) == "blob_sz_fill")
+
+
+def fill_blob(content: bytes, fill: BlobFill, where: str) -> bytes:
+    """The blob nvs_partition_gen.py stores for ``content`` in the field ``fill``."""
+    if len(content) > fill.size:
+        raise InputError(f"{where}: the value is {len(content)} bytes, longer than the "
+                         f"{fill.size}-byte field it fills",
+                         hint=f"shorten it, or make the field at least {len(content)} bytes")
+    padded = content + bytes((fill.byte,)) * (fill.size - len(content))
+    return _FILL_LENGTH.pack(len(content)) + padded if fill.length_prefix else padded
 
 
 class _Lines:
@@ -182,12 +222,32 @@ def parse_nvs_csv(text: str, *, filename: str, base_dir: Path,
         where = f"key {key!r}"
         if kind not in ("data", "file"):
             raise fail(f"{where}: unknown type {row[1]!r}; expected namespace, data or file")
-        if encoding not in CSV_ENCODINGS:
+        fill = parse_fill_encoding(encoding)
+        if encoding not in CSV_ENCODINGS and fill is None:
+            if encoding.startswith(("blob_fill", "blob_sz_fill")):
+                raise fail(f"{where}: invalid encoding {row[2].strip()!r}",
+                           hint="write blob_fill(SIZE;0xHH) or blob_sz_fill(SIZE;0xHH): a "
+                                "decimal size and a two-digit hex pad byte, e.g. "
+                                "blob_fill(64;0x00)")
             raise fail(f"{where}: unknown encoding {row[2]!r}",
-                       hint="use one of " + ", ".join(CSV_ENCODINGS))
+                       hint="use one of " + ", ".join(CSV_ENCODINGS)
+                       + ", blob_fill(N;0xHH), blob_sz_fill(N;0xHH)")
         if namespace is None:
             raise fail(f"{where}: entry before any namespace line",
                        hint="start with a line like: my_namespace,namespace,,")
+        if fill is not None:
+            if kind == "file":
+                raise fail(f"{where}: a file entry must use one of "
+                           f"{', '.join(_FILE_ENCODINGS)}, not {encoding}")
+            try:
+                entry = NvsEntry(namespace, key, "blob",
+                                 fill_blob(value_cell.encode("utf-8"), fill, where),
+                                 file=filename, line=lines.row_start)
+                validate_entry(entry)
+            except InputError as exc:
+                raise exc.located(filename, lines.row_start) from None
+            entries.append(entry)
+            continue
         raw: str | bytes = value_cell
         if kind == "file":
             if encoding not in _FILE_ENCODINGS:

@@ -11,6 +11,13 @@ A values file::
       token: {type: blob, hex: "de ad be ef"}
       logo: {type: blob, base64: "R0lG..."}
       wifi_pass: {type: string, env: WIFI_PASSWORD}   # unset variable: an error
+      ssid: {type: blob, value: MySSID, fill: {size: 32, byte: 0x00, length_prefix: u32}}
+      pswd: {type: blob, env: WIFI_PASSWORD, fill: {size: 64, byte: 0x00}}
+
+``fill`` makes a fixed-size blob field from its content (text as UTF-8, or the bytes of
+hex, base64 or file; none: only pad bytes): ``size`` bytes padded with ``byte``, and with
+``length_prefix: u32`` the content's length first as a little-endian u32.  It is the CSV's
+``blob_fill(N;0xHH)`` and, with the prefix, ``blob_sz_fill(N;0xHH)``.
 
 Values from ``env:`` and values marked ``secret: true`` are secret: they are masked when
 shown, and no error message ever contains them.
@@ -34,6 +41,7 @@ from ..errors import InputError
 from ..formats.nvs_image import NVS_TYPES, SECRET_NOT_SHOWN, NvsEntry, validate_entry
 from ..formats.nvs_layout import BLOB_MAX_SIZE, STR_LEN_MAX_SIZE
 from ..fsutil import display_path, read_input_text, read_regular_file
+from .nvs_csv import BlobFill, fill_blob
 from .schemas import validate_document
 from .yamlsource import YamlDocument, load_yaml
 
@@ -189,6 +197,8 @@ def _entry(doc: YamlDocument, path: tuple, spec: Any, base: NvsEntry | None, bas
     type_ = spec.get("type") or (base.type if base is not None else None)
     if type_ is None:
         raise doc.error(path, f"key '{key}' needs a type", hint="one of: " + ", ".join(NVS_TYPES))
+    if "fill" in spec:  # a fixed-size blob field (CSV blob_fill / blob_sz_fill)
+        return _filled_entry(doc, path, spec, type_, base_dir, env, read_bytes, into)
     sources = [s for s in _SOURCES if s in spec]
     if len(sources) != 1:
         found = ", ".join(sources) if sources else "none"
@@ -254,6 +264,62 @@ def _note_external(into: NvsValues, path: Path, root: Path) -> None:
     resolved = Path(path).resolve()
     if not resolved.is_relative_to(Path(root).resolve()) and resolved not in into.external_files:
         into.external_files += (resolved,)
+
+
+def _filled_entry(doc: YamlDocument, path: tuple, spec: dict, type_: str, base_dir: Path,
+                  env: Mapping[str, str], read_bytes: Callable[..., bytes],
+                  into: NvsValues) -> tuple[NvsEntry, bool]:
+    """A ``fill:`` value: its content (at most one source) padded into a blob field."""
+    ns, key = path
+    line, col = doc.where(path)
+    fill_path = path + ("fill",)
+    if type_ != "blob":
+        raise doc.error(fill_path, f"fill makes a blob, so the type must be blob, not {type_}")
+    fill = BlobFill(spec["fill"]["size"], spec["fill"]["byte"],
+                    spec["fill"].get("length_prefix") == "u32")
+    sources = [s for s in _SOURCES if s in spec]
+    if len(sources) > 1:
+        raise doc.error(path, f"key '{key}' with fill takes at most one of value, hex, base64, "
+                        f"file, env (found: {', '.join(sources)})")
+    secret = bool(spec.get("secret", False))
+    content, where = b"", fill_path
+    if sources:
+        source = sources[0]
+        where = path + (source,)
+        raw = spec[source]
+        if source == "value":
+            if not isinstance(raw, str):
+                shown = "a secret value" if secret else repr(raw)
+                raise doc.error(where, f"the text a fill pads must be a string, got {shown}",
+                                hint=f"quote it: value: \"{raw}\"")
+            content = raw.encode("utf-8")
+        elif source == "env":
+            into.env_vars.setdefault(raw, None)
+            secret = True
+            if raw not in env:
+                error = doc.error(where, f"environment variable {raw} is not set",
+                                  hint=f"export {raw}=... (an unset variable is never an "
+                                       f"empty value)")
+                if not into.defer_unset:
+                    raise error
+                into.unset[path] = (raw, error)
+            else:
+                content = env[raw].encode("utf-8")
+        elif source == "file":
+            try:
+                content = read_bytes(base_dir / raw, max_bytes=fill.size, what=f"file '{raw}'")
+            except InputError as exc:
+                raise doc.error(where, exc.message, hint=exc.hint) from None
+            into.inputs.append(base_dir / raw)
+        else:
+            content = _decode_bytes(doc, where, source, raw)
+    try:
+        value = fill_blob(content, fill, f"key '{key}'")
+    except InputError as exc:
+        raise doc.error(where, exc.message, hint=exc.hint) from None
+    entry = NvsEntry(ns, key, "blob", value, file=doc.filename, line=line, col=col)
+    validate_entry(entry, secret=secret)
+    return entry, secret
 
 
 def _decode_bytes(doc: YamlDocument, path: tuple, encoding: str, text: str) -> bytes:

@@ -86,10 +86,12 @@ def build_cmd(values: Path, size_text: str, output: Path, keys_path: Path | None
     image = build_nvs_image(entries, size, version=int(format_version), keys=keys)
     write_atomic(output, image)
     pages = size // PAGE_SIZE
-    used = sum(1 for page in range(pages)
+    used = sum(1 for page in range(len(image) // PAGE_SIZE)
                if image[page * PAGE_SIZE: page * PAGE_SIZE + 4] != b"\xff\xff\xff\xff")
     how = f"encrypted with keys {keys.fingerprint}" if keys is not None else "not encrypted"
-    layout = " (read-only NVS layout: under 0x3000 bytes)" if size < MIN_READ_WRITE_SIZE else ""
+    layout = (f" (read-only NVS, under 0x3000 bytes: only the pages used are written, "
+              f"{len(image)} bytes, as nvs_partition_gen.py does)"
+              if size < MIN_READ_WRITE_SIZE else "")
     click.echo(f"wrote {output}: {len(entries)} entries, {used} of {pages} pages used{layout}, "
                f"format version {format_version}, {how}")
 
