@@ -50,30 +50,56 @@ def os_error(exc: OSError, path: str | os.PathLike[str], doing: str = "cannot wr
     return InputError(f"{doing}: {reason}", file=str(exc.filename or path))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
-def output_lock(out_dir: str | os.PathLike[str]) -> Iterator[None]:
+def output_lock(out_dir: str | os.PathLike[str], *, scope: str | None = None,
+                wait_orphans: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on ``out_dir`` for one run: a second run on the same folder
     stops at once with ``error: OUT: another run is writing here (pid N)``.
 
-    The lock is an OS file lock (``flock``) on ``.<name>.lock`` beside the folder, so it
-    survives the folder being replaced as a whole and ends with the process."""
+    The lock is an OS file lock (``flock``) on ``.<name>.lock`` (``.<name>.<scope>.lock``
+    for a part of the folder, such as one shard of a batch) beside the folder, so it
+    survives the folder being replaced as a whole and ends with the processes holding it.
+    ``wait_orphans``: when the run that holds it is dead and only its child processes
+    still hold the lock (they end with it), wait for them (up to 5 s) instead of failing.
+    """
     import fcntl
+    import time
 
     target = Path(out_dir)
     parent = target.parent if str(target.parent) else Path(".")
+    suffix = f".{scope}" if scope else ""
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(parent / f".{target.resolve().name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(parent / f".{target.resolve().name}{suffix}.lock",
+                     os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise os_error(exc, target) from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise InputError(f"another run is writing here (pid {holder})",
-                             file=display_path(target),
-                             hint="wait for it to finish, or choose another output folder")
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                orphans = holder.isdigit() and not _alive(int(holder))
+                if wait_orphans and orphans and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise InputError(f"another run is writing here (pid {holder})",
+                                 file=display_path(target),
+                                 hint="wait for it to finish, or choose another output "
+                                      "folder") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -121,6 +147,10 @@ def write_output_set(out_dir: str | os.PathLike[str], files: Sequence[OutputFile
         os.chmod(stage, 0o755)
         for name, data, secret in files:
             current = stage / name
+            if (".." in Path(name).parts or Path(name).is_absolute()
+                    or not current.resolve().is_relative_to(stage.resolve())):
+                raise InputError(f"output {name!r} would be written outside the output folder",
+                                 file=display_path(target))
             current.parent.mkdir(parents=True, exist_ok=True)
             _write_new(current, data, 0o600 if secret else 0o644)
         if manifest is not None:
@@ -142,7 +172,11 @@ def write_output_set(out_dir: str | os.PathLike[str], files: Sequence[OutputFile
             shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
         shutil.rmtree(stage, ignore_errors=True)
-        where = current if current != target else target
+        try:  # name the file as the user will see it, not its staging copy
+            where = target / current.relative_to(stage)
+        except ValueError:
+            where = target
+        exc.filename = None
         raise os_error(exc, display_path(where)) from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
@@ -157,8 +191,13 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    if target.is_dir():
+        raise InputError("is a directory, expected a file name", file=display_path(target))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise os_error(exc, display_path(target)) from None
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
@@ -166,11 +205,13 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise os_error(exc, display_path(target)) from None
         raise
 
 

@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import secrets
 import shutil
+import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -49,7 +50,7 @@ from ..formats.nvs_template import (
     fill_nvs_template,
     make_nvs_template,
 )
-from ..fsutil import read_input_text, write_atomic
+from ..fsutil import os_error, output_lock, read_input_text, write_atomic
 from ..inputs.keysource import (
     MasterSecret,
 )
@@ -304,8 +305,26 @@ def _read_record(folder: str) -> dict | None:
 _STATE: _State | None = None
 
 
+def _end_with_parent() -> None:
+    """Make this worker die with the batch's parent process (Linux: PR_SET_PDEATHSIG),
+    so a killed batch never keeps writing; and leave Ctrl-C to the parent, which ends
+    the pool (no worker prints a KeyboardInterrupt traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def _init_worker(state: _State) -> None:
     global _STATE
+    _end_with_parent()
     _STATE = state
 
 
@@ -364,9 +383,19 @@ def _build_chunk(rows) -> tuple[list, tuple | None]:
         except NvsSecureError as exc:
             return done, (type(exc).__name__, exc.message, exc.line or line, exc.hint)
         except OSError as exc:
-            return done, ("InputError", f"device {device}: cannot write "
-                          f"{exc.filename or ''}: {exc.strerror}", line, None)
+            name = os.path.basename(exc.filename) if exc.filename else RECORD
+            exc.filename = None
+            reason = os_error(exc, name).message
+            return done, ("InputError", f"device {device}: {reason}: devices/{device}/{name}",
+                          line, None)
     return done, None
+
+
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one that starts with ``=``, ``+``, ``-``,
+    ``@``, a tab or a carriage return gets a leading ``'`` (OWASP's CSV-injection
+    advice), so a partition named ``=1+2`` is never evaluated."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _index_text(results: Sequence[tuple[str, list, bool]]) -> str:
@@ -375,7 +404,8 @@ def _index_text(results: Sequence[tuple[str, list, bool]]) -> str:
     writer.writerow(["device_id", "file", "partition", "offset", "encrypted", "size", "sha256"])
     for device, items, _ in results:
         for item in items:
-            writer.writerow([device, f"devices/{device}/{item['name']}", item["partition"] or "",
+            writer.writerow([_cell(device), _cell(f"devices/{device}/{item['name']}"),
+                             _cell(item["partition"] or ""),
                              item["offset"] or "", "true" if item.get("encrypted") else "false",
                              item["size"], item["sha256"]])
     return out.getvalue()
@@ -403,16 +433,27 @@ def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int 
     ``jobs`` processes and write the shard's index; ``progress(done, total)`` is called
     as chunks finish.  Devices already built from the same inputs are skipped."""
     k, n = shard
+    with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}", wait_orphans=True):
+        return _run_locked(batch, table, Path(out_dir), jobs=jobs, shard=shard,
+                           progress=progress, rng=rng)
+
+
+def _run_locked(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int,
+                shard: tuple[int, int], progress: Callable[[int, int], None] | None,
+                rng: Callable[[int], bytes]) -> BatchResult:
+    k, n = shard
     rows = table.rows[k - 1::n]
-    out_dir = Path(out_dir)
     devices_dir = out_dir / "devices"
     tag = f"{k}-of-{n}"
+    index = out_dir / ("index.csv" if n == 1 else f"index-{tag}.csv")
     try:
+        # The index describes a finished run: it goes before anything is built, so a run
+        # with other inputs that is killed never leaves an index its files do not match.
+        index.unlink(missing_ok=True)
         devices_dir.mkdir(parents=True, exist_ok=True)
         _recover(devices_dir, tag)
     except OSError as exc:
-        raise InputError(f"cannot write the batch: {exc.strerror}",
-                         file=str(exc.filename or out_dir)) from None
+        raise os_error(exc, out_dir) from None
     maker = ImageMaker(batch, table.columns)
     state = _State(batch, maker, _base_digest(batch, table.columns, maker.layouts),
                    devices_dir, tag, rng)
@@ -454,7 +495,6 @@ def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int 
             shutil.rmtree(leftover, ignore_errors=True)
         raise
     ordered = [results[device] for device, _, _ in rows]
-    index = out_dir / ("index.csv" if n == 1 else f"index-{tag}.csv")
     write_atomic(index, _index_text(ordered).encode())
     built = sum(1 for r in ordered if r[2])
     return BatchResult(built, len(ordered) - built, index)
