@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -170,3 +171,87 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "another run is writing here (pid" in result.output
     assert not out.exists()
+
+
+def test_random_release_keys_are_not_replaced_without_force(tmp_path: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    out = tmp_path / "rk"
+    args = ["release", str(project), "--product", "pro", "--random-keys", "-o", str(out)]
+    assert _run(args, {}).exit_code == 0, "first"
+    keys = (out / "nvs_secure" / "nvs_keys.bin").read_bytes()
+    again = _run(args, {})
+    assert again.exit_code == 2
+    assert "other keys in nvs_secure/nvs_keys.bin" in again.output
+    assert "random keys, which nothing can make again" in again.output
+    assert (out / "nvs_secure" / "nvs_keys.bin").read_bytes() == keys
+    assert _run(args + ["--force"], {}).exit_code == 0
+    assert (out / "nvs_secure" / "nvs_keys.bin").read_bytes() != keys
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["keys"]["derivation"] == 2
+
+
+def test_the_development_default_never_silently_replaces_real_keys(tmp_path: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    out = tmp_path / "out"
+    assert _run(["build", str(project), "-o", str(out)], {"NVS_MASTER_SECRET": "12" * 32}
+                ).exit_code == 0
+    result = _run(["build", str(project), "-o", str(out)], {})  # secret forgotten
+    assert result.exit_code == 2 and "would change from SHA256:" in result.output
+    assert json.loads((out / "outputs.json").read_text())["derivation"] == 2
+
+
+def test_a_product_name_never_escapes_the_release_folder(tmp_path: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    (project / "nvs_secure.yaml").write_text((project / "nvs_secure.yaml").read_text()
+                                             + '  "../../../escaped": {}\n')
+    result = _run(["release", str(project), "--product", "../../../escaped", "--random-keys",
+                   "-o", str(tmp_path / "a" / "b" / "c")], {})
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert not list(tmp_path.rglob("*escaped*"))
+
+
+def test_a_batch_partition_name_never_escapes(tmp_path: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    text = (project / "partitions.yaml").read_text().replace("name: nvs_keys", 'name: "../k"')
+    (project / "partitions.yaml").write_text(text)
+    devices = tmp_path / "d.csv"
+    devices.write_text("device_id,device.serial:string\nSN-1,A\n")
+    result = _run(["batch", str(project), "--devices", str(devices), "-o", str(tmp_path / "o"),
+                   "--master-secret-file", str(_secret_file(tmp_path))], {})
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert not (tmp_path / "k.bin").exists() and not (tmp_path / "o").exists()
+
+
+def _secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.hex"
+    path.write_text("ab" * 32 + "\n")
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["nvs", "build", "{v}", "--size", "0x6000", "-o", "{ro}/n.bin"],
+    ["keys", "generate", "-o", "{ro}/k.bin"],
+    ["partitions", "show", "{p}", "--svg", "{ro}/m.svg"],
+])
+def test_a_failing_write_is_one_error_naming_the_file(tmp_path: Path, monkeypatch, args) -> None:
+    # Simulated (the suite may run as root, whom a read-only folder does not stop).
+    project, _ = _variant(tmp_path, "example")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.replace
+
+    def refuse(src, dst, *a, **kw):
+        if str(dst).startswith(str(ro)):
+            raise OSError(errno.EROFS, "Read-only file system", str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    values = tmp_path / "v.yaml"
+    values.write_text("ns:\n  k: {type: u8, value: 1}\n")
+    argv = [a.format(v=values, ro=ro, p=project / "partitions.yaml") for a in args]
+    result = _run(argv, {})
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].endswith(": cannot write: the file system is read-only")
+    assert str(ro) in errors[0]  # the file is named
+    assert "internal error" not in result.output and not list(ro.iterdir())

@@ -275,7 +275,8 @@ def _external_notes(refs: Iterable[InputRef], root: Path) -> list[str]:
     out = []
     for ref in refs:
         if ref.path is not None and ref.name == str(ref.path) and ref.role != "sdkconfig":
-            out.append(f"input outside the project folder: {ref.path} ({ref.role})")
+            out.append(f"input outside the project folder: {Path(ref.path).resolve()} "
+                       f"({ref.role})")
     return out
 
 
@@ -364,6 +365,9 @@ def plan_outputs(plan: SecurityPlan, resolved: Any | None) -> OutputPlan:
             keys=key.name, key_source=key.source, reproducible=key.reproducible,
             inputs=key.inputs))
     notes = _external_notes((r for o in outputs for r in o.inputs), root)
+    for values in resolved.values.values():  # file: sources outside the project (symlinks
+        for path in getattr(values, "external_files", ()):  # followed): listed for review
+            notes.append(f"input outside the project folder: {path} (data)")
     if any(not k.reproducible for k in keys.values()):
         notes.append("keys of source 'generate' are drawn once and kept: they cannot be made "
                      "again, so keep the keystore (or use keys: {source: derive})")

@@ -52,6 +52,7 @@ from ..formats.nvs_template import (
 )
 from ..fsutil import os_error, output_lock, read_input_text, write_atomic
 from ..inputs.keysource import (
+    DERIVATION_VERSION,
     MasterSecret,
 )
 from ..inputs.project import ResolvedProject
@@ -353,6 +354,7 @@ def _build_device(state: _State, device: str, line: int, values: Sequence[Any]):
               "size": len(d), "sha256": hashlib.sha256(d).hexdigest(), "secret": s,
               "encrypted": e} for n, d, p, o, s, e in files]
     record = {"device_id": device, "product": state.batch.product, "inputs_sha256": digest,
+              "derivation": DERIVATION_VERSION,
               "files": items}
     tmp = os.path.join(devices, f".tmp-{state.tag}-{device}")
     if os.path.lexists(tmp):

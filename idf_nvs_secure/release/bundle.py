@@ -48,7 +48,7 @@ from ..build.flasher import (
 from ..errors import InputError, KeyMaterialError
 from ..formats.nvs_keys import key_fingerprint
 from ..fsutil import output_lock, read_input_bytes, write_output_set
-from ..inputs.keysource import MasterSecret, read_master_secret
+from ..inputs.keysource import DERIVATION_VERSION, MasterSecret, read_master_secret
 from ..inputs.project import KeySpec, ResolvedProject
 from ..plan.security import SecurityPlan
 
@@ -194,7 +194,8 @@ def _keys_json(resolved: ResolvedProject, plan: SecurityPlan, keys: Mapping[str,
         if spec.file is not None:
             entry["file"] = _display(spec.file, root)
         parts[name] = entry
-    out: dict[str, Any] = {"reproducible": reproducible, "partitions": parts}
+    out: dict[str, Any] = {"reproducible": reproducible, "derivation": DERIVATION_VERSION,
+                           "partitions": parts}
     if secret is not None:
         origin = secret.origin
         if override:
@@ -432,14 +433,34 @@ def build_zip(files: "list[BundleFile] | tuple[BundleFile, ...]", epoch: int) ->
     return out.getvalue()
 
 
-def write_bundle(bundle: Bundle, out_dir: Path) -> Path:
+def _refuse_other_keys(bundle: Bundle, out_dir: Path, force: bool) -> None:
+    """Key files of the bundle already in ``out_dir`` are replaced by other keys only with
+    ``force``: random keys (``--random-keys``) can never be made again."""
+    try:
+        old = json.loads((Path(out_dir) / "manifest.json").read_text(encoding="utf-8"))
+        before = {f["name"]: f["sha256"] for f in old["files"] if f.get("secret")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    for f in bundle.files:
+        if f.secret and f.name in before and before[f.name] != f.sha256 and not force:
+            lost = "" if old.get("reproducible", True) else (
+                "; they were random keys, which nothing can make again")
+            raise KeyMaterialError(
+                f"the bundle here holds other keys in {f.name}{lost}",
+                file=str(Path(out_dir) / f.name),
+                hint="write the new bundle elsewhere, or pass --force to replace them")
+
+
+def write_bundle(bundle: Bundle, out_dir: Path, *, force: bool = False) -> Path:
     """Write ``bundle`` into ``out_dir`` (which must be empty, absent, or hold an earlier
     bundle, which is replaced as a whole) as one output set: staged beside it, the
-    manifest last, renamed into place, under the folder's lock.  Returns the zip's path."""
+    manifest last, renamed into place, under the folder's lock.  Key files of the earlier
+    bundle are replaced by other keys only with ``force``.  Returns the zip's path."""
     files = [(f.name, f.data, f.secret) for f in bundle.files if f.name != "manifest.json"]
     files.append((bundle.zip_name, bundle.zip_data, any(f.secret for f in bundle.files)))
     manifest = bundle.find("manifest.json")
     with output_lock(out_dir):
+        _refuse_other_keys(bundle, out_dir, force)
         write_output_set(out_dir, files, owned="manifest.json",
                          manifest=("manifest.json", manifest.data) if manifest else None)
     return Path(out_dir) / bundle.zip_name
@@ -447,7 +468,8 @@ def write_bundle(bundle: Bundle, out_dir: Path) -> Path:
 
 def release_project(project_dir: Path, out_dir: Path, *, product: str | None = None,
                     sdkconfig: Path | None = None, build_dir: Path | None = None,
-                    env: Mapping[str, str] | None = None, **options: Any) -> tuple[Bundle, Path]:
+                    env: Mapping[str, str] | None = None, force: bool = False,
+                    **options: Any) -> tuple[Bundle, Path]:
     """Plan ``project_dir`` for ``product``, read its build's firmware, make the release
     bundle and write it: what ``idf-nvs-secure release`` and ``idf.py nvs-secure-release``
     do.  ``options`` go to :func:`make_release`.  Raises when the plan has errors."""
@@ -466,4 +488,4 @@ def release_project(project_dir: Path, out_dir: Path, *, product: str | None = N
     outputs = read_build_outputs(build_dir, table=resolved.table, target=plan.target)
     bundle = make_release(resolved, plan, outputs=outputs, env=env,
                           epoch=source_date_epoch(env), build_dir=build_dir, **options)
-    return bundle, write_bundle(bundle, out_dir)
+    return bundle, write_bundle(bundle, out_dir, force=force)

@@ -12,6 +12,7 @@ from ..._version import __version__
 from ...build.artifacts import Build
 from ...errors import KeyMaterialError
 from ...formats.nvs_keys import key_fingerprint
+from ...inputs.keysource import DERIVATION_VERSION
 
 __all__ = ["OUTPUT_SET_FORMAT", "OUTPUT_SET_MANIFEST", "output_set_manifest",
            "check_key_provenance"]
@@ -41,6 +42,7 @@ def output_set_manifest(build: Build) -> bytes:
             "product": plan.product if plan else None,
             "reproducible": build.reproducible,
             "master_secret": build.master_fingerprint,
+            "derivation": DERIVATION_VERSION,
             "files": [_file_json(a) for a in build.artifacts],
             "plan": plan.to_json() if plan else None}
     return (json.dumps(data, indent=2) + "\n").encode("utf-8")

@@ -67,9 +67,11 @@ def _master_secret(path: Path | None):
                    "encryption stores encrypted (written raw, as release mode needs).")
 @click.option("--merged", is_flag=True, help="Also write one merged flash image "
               "(esptool merge-bin).")
+@click.option("--force", is_flag=True,
+              help="Replace the key files of a bundle already in OUT_DIR with other keys.")
 def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig: Path | None,
                 build_dir: Path | None, master_secret_file: Path | None, random_keys: bool,
-                flash_encryption_key: Path | None, merged: bool) -> None:
+                flash_encryption_key: Path | None, merged: bool, force: bool) -> None:
     """Write a reproducible release bundle of a product: images, keys, firmware,
     flasher_args.json, flash_args, report.html, manifest.json and a zip of them."""
     _plan(project_dir, product, sdkconfig, build_dir)  # diagnostics shown, exit 1 on errors
@@ -77,7 +79,7 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
         project_dir, out_dir, product=product, sdkconfig=sdkconfig, build_dir=build_dir,
         master_secret=_master_secret(master_secret_file), random_keys=random_keys,
         flash_encryption_key=read_input_bytes(flash_encryption_key)
-        if flash_encryption_key else None, merged=merged)
+        if flash_encryption_key else None, merged=merged, force=force)
     for note in bundle.notes:
         click.echo(f"note: {note}", err=True)
     for f in bundle.files:
