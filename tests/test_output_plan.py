@@ -255,3 +255,34 @@ def test_a_failing_write_is_one_error_naming_the_file(tmp_path: Path, monkeypatc
     assert len(errors) == 1 and errors[0].endswith(": cannot write: the file system is read-only")
     assert str(ro) in errors[0]  # the file is named
     assert "internal error" not in result.output and not list(ro.iterdir())
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 96 KiB tmpfs, where the machine lets us mount one (root on Linux)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_really_full_disk_leaves_the_old_set(tmp_path: Path, small_tmpfs: Path) -> None:
+    project, _ = _variant(tmp_path, "example")
+    out = small_tmpfs / "out"
+    assert _run(["build", str(project), "-o", str(out)], {}).exit_code == 0  # basic: 24K NVS
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # pro's 64K NVS image does not fit beside the old set: the disk fills part-way.
+    result = _run(["build", str(project), "--product", "pro", "-o", str(out), "--force"], {})
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == [".out.lock", "out"]
