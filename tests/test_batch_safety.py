@@ -150,3 +150,22 @@ def test_index_cells_are_never_formulas() -> None:
     assert row[1] == "devices/SN-1/=1+2.bin" and row[2] == "'=1+2"
     assert batch_module._cell("-1") == "'-1" and batch_module._cell("@x") == "'@x"
     assert batch_module._cell("SN-1") == "SN-1"
+
+
+def test_resume_trusts_sizes_and_verify_rehashes(tmp_path: Path) -> None:
+    project = copy_example_project(tmp_path)
+    devices = _devices(tmp_path / "devices.csv", 3)
+    out = tmp_path / "out"
+    args = ["batch", str(project), "--product", "pro", "--devices", str(devices), "-o", str(out),
+            "-j", "1"]
+    assert CliRunner().invoke(cli, args, env=ENV).exit_code == 0
+    image = out / "devices" / "SN-00001" / "nvs.bin"
+    good = image.read_bytes()
+    image.write_bytes(b"\x00" + good[1:])  # same size, other bytes
+    result = CliRunner().invoke(cli, args, env=ENV)
+    assert "(0 built, 3 already done)" in result.output  # no file re-read
+    result = CliRunner().invoke(cli, args + ["--verify"], env=ENV)
+    assert "(1 built, 2 already done)" in result.output
+    assert image.read_bytes() == good
+    image.write_bytes(good[:-1])  # another size: found without --verify
+    assert "(1 built, 2 already done)" in CliRunner().invoke(cli, args, env=ENV).output

@@ -30,6 +30,7 @@ tweak; page headers, bitmaps and unwritten entries stay in clear (0xFF).
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import zlib
@@ -228,20 +229,27 @@ _INT_FAST = {
 }
 
 # Caches of pure functions of their keys, to keep the per-entry work small when many
-# images share names and layouts.  Bounded by clearing when large.
+# images share names and layouts.  Bounded: when one is full its oldest quarter goes
+# (dicts keep insertion order), so an image with more keys than the bound does not
+# empty the cache at every key.
 _names: dict[str, bytes] = {}  # validated name -> NUL-padded 16 bytes
 _heads: dict[tuple[int, int, int, int], int] = {}  # first four item bytes -> CRC state
 _prefixes: dict[tuple[int, int, bytes], int] = {}  # (ns, type, key16) -> CRC state
 _headers: dict[tuple[int, int, int], bytes] = {}  # (page, version byte, state) -> header
-_CACHE_LIMIT = 4096
+_CACHE_LIMIT = 1 << 16
+
+
+def _make_room(cache: dict) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        for key in list(itertools.islice(cache, _CACHE_LIMIT // 4)):
+            del cache[key]
 
 
 def _name16(entry: NvsEntry, what: str, name: str) -> bytes:
     padded = _names.get(name)
     if padded is None:
         padded = _check_name(entry, what, name).ljust(16, b"\x00")
-        if len(_names) >= _CACHE_LIMIT:
-            _names.clear()
+        _make_room(_names)
         _names[name] = padded
     return padded
 
@@ -252,8 +260,7 @@ def _head_crc(ns: int, code: int, span: int, chunk: int) -> int:
     state = _heads.get(key)
     if state is None:
         state = _crc32(_head(ns, code, span, chunk), 0xFFFFFFFF)
-        if len(_heads) >= _CACHE_LIMIT:
-            _heads.clear()
+        _make_room(_heads)
         _heads[key] = state
     return state
 
@@ -261,10 +268,11 @@ def _head_crc(ns: int, code: int, span: int, chunk: int) -> int:
 def _prefix_crc(ns: int, code: int, key16: bytes) -> int:
     """CRC state after the first 24 bytes of a one-entry item (all but its value)."""
     key = (ns, code, key16)
-    state = _crc32(key16, _head_crc(ns, code, 1, CHUNK_ANY))
-    if len(_prefixes) >= _CACHE_LIMIT:
-        _prefixes.clear()
-    _prefixes[key] = state
+    state = _prefixes.get(key)
+    if state is None:
+        state = _crc32(key16, _head_crc(ns, code, 1, CHUNK_ANY))
+        _make_room(_prefixes)
+        _prefixes[key] = state
     return state
 
 
@@ -274,8 +282,7 @@ def _page_header(page: int, version_byte: int, state: int) -> bytes:
     if header is None:
         crc = _crc32(_pack_header(state, page, version_byte, _RESERVED, 0)[4:28], 0xFFFFFFFF)
         header = _pack_header(state, page, version_byte, _RESERVED, crc)
-        if len(_headers) >= _CACHE_LIMIT:
-            _headers.clear()
+        _make_room(_headers)
         _headers[key] = header
     return header
 

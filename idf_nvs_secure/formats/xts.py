@@ -82,11 +82,6 @@ def _tweak_struct(units: int) -> struct.Struct:
     return struct.Struct(f"<{4 * units}Q")
 
 
-@lru_cache(maxsize=64)
-def _prefix(units: int) -> int:
-    return (1 << (256 * units)) - 1
-
-
 def _check_keys(data_key: bytes, tweak_key: bytes) -> None:
     if len(data_key) != XTS_HALF_KEY_SIZE or len(tweak_key) != XTS_HALF_KEY_SIZE:
         raise KeyMaterialError(
@@ -118,24 +113,25 @@ def _tweak_mask(tweak_key: bytes, offsets: Sequence[int]) -> int:
 
 
 @lru_cache(maxsize=512)
-def _block_mask(tweak_key: bytes, offset: int) -> int:
-    """Tweak mask of _BLOCK_UNITS consecutive units, the first at ``offset``."""
-    return _tweak_mask(tweak_key, range(offset, offset + _BLOCK_UNITS * _UNIT, _UNIT))
+def _block_mask(tweak_key: bytes, offset: int) -> bytes:
+    """Tweak mask of _BLOCK_UNITS consecutive units, the first at ``offset``, as
+    little-endian bytes (32 per unit)."""
+    mask = _tweak_mask(tweak_key, range(offset, offset + _BLOCK_UNITS * _UNIT, _UNIT))
+    return mask.to_bytes(_BLOCK_UNITS * _UNIT, "little")
 
 
 @lru_cache(maxsize=256)
 def _runs_mask(tweak_key: bytes, runs: tuple[tuple[int, int], ...]) -> int:
-    mask = 0
-    shift = 0
+    """The tweak mask of ``runs``, made in one pass: the blocks' bytes are joined and
+    turned into one integer once (linear in the number of units)."""
+    pieces = []
     for offset, units in runs:
         done = 0
         while done < units:
             part = min(_BLOCK_UNITS, units - done)
-            block = _block_mask(tweak_key, offset + done * _UNIT)
-            mask |= (block & _prefix(part)) << shift
-            shift += 256 * part
+            pieces.append(_block_mask(tweak_key, offset + done * _UNIT)[:part * _UNIT])
             done += part
-    return mask
+    return int.from_bytes(b"".join(pieces), "little")
 
 
 def _crypt(data_key: bytes, tweak_key: bytes, data: bytes, mask: int, units: int,

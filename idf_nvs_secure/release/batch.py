@@ -182,6 +182,7 @@ class _State:
     devices_dir: Path
     tag: str
     rng: Callable[[int], bytes]
+    verify: bool = False
 
 
 def _base_digest(batch: BatchPlan, columns: Sequence[Column], layouts) -> bytes:
@@ -289,13 +290,20 @@ def _write(path: str, data: bytes, secret: bool) -> None:
         os.close(fd)
 
 
-def _read_record(folder: str) -> dict | None:
-    """The device's record when every file it lists is there with its SHA-256."""
+def _read_record(folder: str, verify: bool = False) -> dict | None:
+    """The device's record when every file it lists is there with its size (and, with
+    ``verify``, its SHA-256).  Device folders are renamed into place whole, so sizes
+    catch a file replaced by hand; ``--verify`` re-reads and re-hashes every file."""
     try:
         with open(os.path.join(folder, RECORD), "rb") as fh:
             record = json.loads(fh.read())
         for item in record["files"]:
-            with open(os.path.join(folder, item["name"]), "rb") as fh:
+            path = os.path.join(folder, item["name"])
+            if not verify:
+                if os.stat(path).st_size != item["size"]:
+                    return None
+                continue
+            with open(path, "rb") as fh:
                 if hashlib.sha256(fh.read()).hexdigest() != item["sha256"]:
                     return None
         return record
@@ -336,7 +344,7 @@ def _build_device(state: _State, device: str, line: int, values: Sequence[Any]):
     kept: dict[str, bytes] = {}
     exists = os.path.isdir(folder)
     if exists:
-        record = _read_record(folder)
+        record = _read_record(folder, state.verify)
         if record is not None and record.get("inputs_sha256") == digest:
             return device, record["files"], False
         if any(j.key_source == KeySource.GENERATE for j in state.batch.jobs):
@@ -430,19 +438,21 @@ def _recover(devices_dir: Path, tag: str) -> None:
 def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int = 1,
               shard: tuple[int, int] = (1, 1),
               progress: Callable[[int, int], None] | None = None,
-              rng: Callable[[int], bytes] = secrets.token_bytes) -> BatchResult:
+              rng: Callable[[int], bytes] = secrets.token_bytes,
+              verify: bool = False) -> BatchResult:
     """Build the devices of ``table`` (this shard's) into ``out_dir/devices`` with
     ``jobs`` processes and write the shard's index; ``progress(done, total)`` is called
-    as chunks finish.  Devices already built from the same inputs are skipped."""
+    as chunks finish.  Devices already built from the same inputs (and whose files have
+    their recorded sizes; with ``verify``, their SHA-256) are skipped."""
     k, n = shard
     with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}", wait_orphans=True):
         return _run_locked(batch, table, Path(out_dir), jobs=jobs, shard=shard,
-                           progress=progress, rng=rng)
+                           progress=progress, rng=rng, verify=verify)
 
 
 def _run_locked(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int,
                 shard: tuple[int, int], progress: Callable[[int, int], None] | None,
-                rng: Callable[[int], bytes]) -> BatchResult:
+                rng: Callable[[int], bytes], verify: bool) -> BatchResult:
     k, n = shard
     rows = table.rows[k - 1::n]
     devices_dir = out_dir / "devices"
@@ -458,7 +468,7 @@ def _run_locked(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: in
         raise os_error(exc, out_dir) from None
     maker = ImageMaker(batch, table.columns)
     state = _State(batch, maker, _base_digest(batch, table.columns, maker.layouts),
-                   devices_dir, tag, rng)
+                   devices_dir, tag, rng, verify)
     jobs = max(1, min(jobs, math.ceil(len(rows) / 64) or 1))
     size = max(8, min(500, math.ceil(len(rows) / (jobs * 8)) or 1))
     chunks = [rows[i:i + size] for i in range(0, len(rows), size)]

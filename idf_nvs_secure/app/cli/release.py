@@ -107,9 +107,12 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
               help="Worker processes (default: all CPU cores).")
 @click.option("--shard", default=None, metavar="K/N",
               help="Build only every Nth device, starting with the Kth (1-based).")
+@click.option("--verify", is_flag=True,
+              help="On resume, re-read and re-hash every device's files (default: their "
+                   "recorded sizes and inputs decide).")
 def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Path,
               sdkconfig: Path | None, build_dir: Path | None, master_secret_file: Path | None,
-              jobs: int | None, shard: str | None) -> None:
+              jobs: int | None, shard: str | None, verify: bool) -> None:
     """Build per-device NVS images and keys for a manufacturing batch."""
     started = time.perf_counter()
     shard_spec = parse_shard(shard) if shard else (1, 1)
@@ -138,9 +141,9 @@ def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Pa
                                 rate=f"{done / elapsed:,.0f}/s" if elapsed else "")
 
             result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec,
-                               progress=advance)
+                               progress=advance, verify=verify)
     else:
-        result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec)
+        result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec, verify=verify)
     elapsed = time.perf_counter() - started
     count = result.built + result.skipped
     click.echo(f"batch: {count} devices ({result.built} built, {result.skipped} already "
