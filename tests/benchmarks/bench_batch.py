@@ -1,195 +1,333 @@
-"""Benchmark: per-device encrypted NVS images, this package against the reference generator.
+"""Benchmark: what users run, against the reference generator doing the same work, in
+one run on this machine (both sides' images checked byte-identical).
 
-Builds the same 2,000 encrypted per-device images (a 0x6000-byte partition, one
-namespace, 23 entries: a serial string, twenty u32 values, a 1,500-byte certificate blob
-and a Wi-Fi password string; each device with its own HKDF-derived keys) twice in one
-process: with idf_nvs_secure and with esp-idf-nvs-partition-gen's Python API
-(``nvs_open`` / ``write_entry`` / ``nvs_close``, as its ``generate()`` drives them).
-As in a devices.csv, four values are the device's own (serial, one u32, certificate,
-password) and nineteen u32 values are the product's.
+    .venv/bin/python tests/benchmarks/bench_batch.py [--devices N] [--rss-devices A,B]
 
-idf_nvs_secure builds them the way ``idf-nvs-secure batch`` does: the image is laid out
-once (:func:`make_nvs_template`, timed) and refilled and encrypted per device
-(:func:`fill_nvs_template`).  For comparison it also times a full
-:func:`build_nvs_image` per device.  Timed loops keep no images; a check afterwards
-compares both tools' bytes for a sample of devices.  Ends with ``speedup: N.Nx``
-(template path against the reference).
+Lines:
+* per-image full layout (``build_nvs_image``, not the batch template) against
+  esp-idf-nvs-partition-gen's API, encrypted and plain, in one process each;
+* the single-image CLI (``idf-nvs-secure nvs build``) against the reference CLI
+  (``python -m esp_idf_nvs_partition_gen encrypt``), whole processes;
+* an 8 MB encrypted image's time over a 1 MB one's (linear is about 8);
+* the whole ``batch`` command (example project, product ``pro``, 64 KB NVS) against a
+  reference loop that does the same work and writes the same files: it reads and
+  checks the same devices CSV, derives each device's keys with the same HKDF, builds
+  the image with the reference generator's API, writes nvs.bin, nvs_keys.bin and a
+  device record with the SHA-256 of each, and an index; both sides with the same
+  number of processes (2), encrypted and plain;
+* resuming a finished batch as a share of a full build;
+* peak RSS of the batch command at two sizes (5,000 and 50,000 devices by default).
 
-    .venv/bin/python tests/benchmarks/bench_batch.py [--devices N]
-
-``--make-project DIR`` instead writes a project and a devices.csv (with one
-certificate file per device) for timing the whole ``idf-nvs-secure batch`` command::
-
-    .venv/bin/python tests/benchmarks/bench_batch.py --make-project /tmp/b --devices 10000
-    time NVS_MASTER_SECRET=$(printf 'ab%.0s' {1..32}) .venv/bin/idf-nvs-secure batch \\
-        /tmp/b --devices /tmp/b/devices.csv -o /tmp/b/out
-
-Not a test (pytest collects test_*.py only); the reference package is a test-only
-dependency.
+The last line is ``speedup: N.Nx``: the whole batch command, encrypted.  Not a test
+(pytest collects test_*.py only); the reference package is a test-only dependency.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import io
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from idf_nvs_secure.formats.nvs_image import NvsEntry, build_nvs_image
-from idf_nvs_secure.inputs.keysource import derive_nvs_keys
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
 
-PARTITION_SIZE = 0x6000
-NAMESPACE = "factory"
-SECRET = bytes.fromhex("ab" * 32)
+from fixture_projects import copy_example_project  # noqa: E402
 
+from idf_nvs_secure.formats.nvs_image import NvsEntry, build_nvs_image  # noqa: E402
+from idf_nvs_secure.formats.nvs_keys import build_nvs_keys, generate_nvs_keys  # noqa: E402
+from idf_nvs_secure.inputs.keysource import derive_nvs_keys  # noqa: E402
 
-def certificate(device: int) -> bytes:
-    """1,500 bytes that differ per device (a stand-in for a DER certificate)."""
-    seed = device.to_bytes(4, "little")
-    return (b"\x30\x82\x05\xd8" + seed * 374)[:1500]
-
-
-def device_entries(device: int) -> list[NvsEntry]:
-    entries = [NvsEntry(NAMESPACE, "serial", "string", f"SN-{device:08d}")]
-    entries.append(NvsEntry(NAMESPACE, "cal00", "u32", device * 7919 % 2**32))
-    entries += [NvsEntry(NAMESPACE, f"cal{i:02d}", "u32", i * 104729) for i in range(1, 20)]
-    entries.append(NvsEntry(NAMESPACE, "cert", "blob", certificate(device)))
-    password = f"wpa-{device * 2654435761 % 2**32:08x}"
-    entries.append(NvsEntry(NAMESPACE, "wifi_pass", "string", password))
-    return entries
+SECRET_HEX = "ab" * 32
+JOBS = 2
+PY = sys.executable
+TOOL = str(Path(PY).with_name("idf-nvs-secure"))
 
 
-def reference_image(ref, entries: list[NvsEntry], keys) -> bytes:
-    """The reference generator's image, driven as its generate() drives it."""
+# --- the reference generator, driven as its generate() drives it -----------------------
+
+
+def reference_image(entries, size: int, keys=None, version: int = 2) -> bytes:
+    """``size``: the partition size (the generator leaves its last page, as generate()
+    does)."""
+    from esp_idf_nvs_partition_gen import nvs_partition_gen as ref
+
     out = io.BytesIO()
-    nvs = ref.nvs_open(out, PARTITION_SIZE - 0x1000, ref.Page.VERSION2, is_encrypt=True,
-                       key=keys.data_key + keys.tweak_key)
-    ref.write_entry(nvs, NAMESPACE, "namespace", "", "")
+    nvs = ref.nvs_open(out, size - 0x1000, ref.Page.VERSION2 if version == 2 else ref.Page.VERSION1,
+                       is_encrypt=keys is not None,
+                       key=(keys.data_key + keys.tweak_key) if keys is not None else None)
+    namespace = None
     for e in entries:
+        if e.namespace != namespace:
+            ref.write_entry(nvs, e.namespace, "namespace", "", "")
+            namespace = e.namespace
         if e.type == "blob":
             ref.write_entry(nvs, e.key, "data", "hex2bin", e.value.hex())
         elif e.type == "string":
             ref.write_entry(nvs, e.key, "data", "string", e.value)
         else:
-            ref.write_entry(nvs, e.key, "data", e.type, str(e.value))
+            ref.write_entry(nvs, e.key, "data", e.type, repr(e.value) if isinstance(
+                e.value, float) else str(e.value))
     ref.nvs_close(nvs)
     return out.getvalue()
 
 
-#: Positions (in device_entries order) of the values each device has its own of.
-VARIABLE = (0, 1, 21, 22)
+def _best(fn, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
-def bench(devices: int, sample: int = 200) -> None:
-    from esp_idf_nvs_partition_gen import nvs_partition_gen as ref
+# --- per image ---------------------------------------------------------------------------
 
-    from idf_nvs_secure.formats.nvs_template import fill_nvs_template, make_nvs_template
 
-    work = [(device_entries(d), derive_nvs_keys(SECRET, product="bench", partition="nvs_keys",
-                                                device_id=f"SN-{d:08d}"))
-            for d in range(devices)]
-    values = [[entries[i].value for i in VARIABLE] for entries, _ in work]
+def sample_entries(count: int = 23) -> list[NvsEntry]:
+    out = [NvsEntry("factory", "serial", "string", "SN-00000001")]
+    out += [NvsEntry("factory", f"cal{i:02d}", "u32", i * 104729) for i in range(count - 3)]
+    out.append(NvsEntry("factory", "cert", "blob", bytes(range(256)) * 6))
+    out.append(NvsEntry("factory", "wifi_pass", "string", "wpa-0123456789"))
+    return out
+
+
+def per_image(images: int = 300) -> None:
+    entries = sample_entries()
+    keys = generate_nvs_keys(os.urandom)
+    size = 0x6000
+    for label, k in (("encrypted", keys), ("plain", None)):
+        assert build_nvs_image(entries, size, keys=k) == reference_image(entries, size, k)
+        ours = _best(lambda: [build_nvs_image(entries, size, keys=k) for _ in range(images)])
+        ref = _best(lambda: [reference_image(entries, size, k) for _ in range(images)], 1)
+        print(f"per-image full layout, {label}: idf_nvs_secure {images / ours:8.0f}/s, "
+              f"reference {images / ref:6.0f}/s: {ref / ours:.1f}x")
+
+
+def scaling() -> None:
+    keys = generate_nvs_keys(os.urandom)
+    times = {}
+    for size in (1 << 20, 8 << 20):
+        pages = size // 4096 - 1
+        entries = [NvsEntry("ns", f"k{n}", "u32", n) for n in range(int(pages * 30 * 0.8))]
+        build_nvs_image(entries, size, keys=keys)
+        times[size] = _best(lambda: build_nvs_image(entries, size, keys=keys))
+    print(f"encrypted image 8 MB / 1 MB: {times[8 << 20] / times[1 << 20]:.1f}x "
+          f"({times[1 << 20] * 1000:.0f} ms, {times[8 << 20] * 1000:.0f} ms; linear is 8)")
+
+
+def single_cli(tmp: Path) -> None:
+    csv_file = tmp / "single.csv"
+    rows = ["key,type,encoding,value", "factory,namespace,,"]
+    rows += [f"cal{i:02d},data,u32,{i * 104729}" for i in range(200)]
+    rows.append("serial,data,string,SN-00000001")
+    csv_file.write_text("\n".join(rows) + "\n")
+    keys_file = tmp / "keys.bin"
+    keys_file.write_bytes(build_nvs_keys(generate_nvs_keys(os.urandom)))
+    ours_out, ref_out = tmp / "ours.bin", tmp / "ref.bin"
+    ours = [TOOL, "nvs", "build", str(csv_file), "--size", "0x6000", "--keys", str(keys_file),
+            "-o", str(ours_out)]
+    ref = [PY, "-m", "esp_idf_nvs_partition_gen", "encrypt", str(csv_file), str(ref_out),
+           "0x6000", "--inputkey", str(keys_file), "--outdir", str(tmp)]
+    run = lambda argv: subprocess.run(argv, check=True, capture_output=True, cwd=tmp)  # noqa: E731
+    run(ours)
+    run(ref)
+    ref_file = ref_out if ref_out.is_file() else next(tmp.rglob("ref.bin"))
+    assert ours_out.read_bytes() == ref_file.read_bytes(), "single images differ"
+    t_ours = _best(lambda: run(ours), 7)
+    t_ref = _best(lambda: run(ref), 7)
+    print(f"single nvs build CLI (24 KB, encrypted): idf_nvs_secure {t_ours * 1000:.0f} ms, "
+          f"reference {t_ref * 1000:.0f} ms: {t_ref / t_ours:.1f}x")
+
+
+# --- the whole batch ---------------------------------------------------------------------
+
+
+def make_project(root: Path, devices: int, encrypted: bool) -> tuple[Path, Path]:
+    project = copy_example_project(root)
+    if not encrypted:
+        with open(project / "sdkconfig.defaults", "a") as fh:
+            fh.write("CONFIG_NVS_ENCRYPTION=n\n")
+    rows = ["device_id,device.serial:string,device.serial_base,wifi.pass"]
+    rows += [f"SN-{d:06d},ESP-SENSOR-{d:06d},{0xDEADBEEF0000 + d:#x},wpa-{d * 2654435761 % 2**32:08x}"
+             for d in range(devices)]
+    table = root / "devices.csv"
+    table.write_text("\n".join(rows) + "\n")
+    return project, table
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("IDF_PATH", "IDF_TARGET", "SDKCONFIG_DEFAULTS")}
+    env.update(EXAMPLE_WIFI_PASSWORD="bench-password", NVS_MASTER_SECRET=SECRET_HEX)
+    return env
+
+
+def ours_batch(project: Path, table: Path, out: Path) -> float:
+    argv = [TOOL, "batch", str(project), "--product", "pro", "--devices", str(table),
+            "-o", str(out), "-j", str(JOBS)]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, env=_env())
+    return time.perf_counter() - start
+
+
+_REF: dict = {}
+
+
+def _ref_init(state: dict) -> None:
+    _REF.update(state)
+
+
+def _ref_chunk(rows) -> list:
+    from idf_nvs_secure.release.devices_csv import device_entries
+
+    s = _REF
+    out = []
+    for device, _line, values in rows:
+        entries = device_entries(s["template"], s["slots"], s["columns"], values)
+        files = []
+        keys = None
+        if s["encrypted"]:
+            keys = derive_nvs_keys(s["master"], product="pro", partition="nvs_keys",
+                                   device_id=device)
+            files.append(("nvs_keys.bin", build_nvs_keys(keys), 0o600))
+        files.append(("nvs.bin", reference_image(entries, s["size"], keys), 0o644))
+        folder = os.path.join(s["out"], "devices", device)
+        os.makedirs(folder)
+        items = []
+        for name, data, mode in files:
+            fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            os.write(fd, data)
+            os.close(fd)
+            items.append({"name": name, "size": len(data),
+                          "sha256": hashlib.sha256(data).hexdigest()})
+        with open(os.path.join(folder, "device.json"), "w") as fh:
+            json.dump({"device_id": device, "files": items}, fh)
+        out.append((device, items))
+    return out
+
+
+def reference_batch(project: Path, table: Path, out: Path, encrypted: bool) -> float:
+    """The same work with the reference generator for the images (2 processes)."""
+    from idf_nvs_secure.inputs.project import load_project
+    from idf_nvs_secure.plan.project_plan import plan_for_project
+    from idf_nvs_secure.release.batch import plan_batch
+    from idf_nvs_secure.release.devices_csv import entry_layouts, load_devices
 
     start = time.perf_counter()
-    template = make_nvs_template(work[0][0], PARTITION_SIZE, variable=VARIABLE)
-    for own, (_, keys) in zip(values, work):
-        fill_nvs_template(template, own, keys=keys)
-    ours_time = time.perf_counter() - start
-
-    start = time.perf_counter()
-    for entries, keys in work:
-        build_nvs_image(entries, PARTITION_SIZE, keys=keys)
-    full_time = time.perf_counter() - start
-
-    start = time.perf_counter()
-    for entries, keys in work:
-        reference_image(ref, entries, keys)
-    ref_time = time.perf_counter() - start
-
-    step = max(1, devices // sample)
-    for d in range(0, devices, step):
-        entries, keys = work[d]
-        expected = reference_image(ref, entries, keys)
-        if not (fill_nvs_template(template, values[d], keys=keys) == expected ==
-                build_nvs_image(entries, PARTITION_SIZE, keys=keys)):
-            sys.exit(f"device {d}: images differ from the reference")
-    ours_rate, full_rate, ref_rate = (devices / ours_time, devices / full_time,
-                                      devices / ref_time)
-    print(f"{devices} encrypted images of 0x{PARTITION_SIZE:x} bytes, {len(work[0][0])} "
-          f"entries ({len(VARIABLE)} per device), per-device keys; "
-          f"{len(range(0, devices, step))} checked identical to the reference")
-    print(f"idf_nvs_secure (batch template): {ours_rate:9.0f} images/s ({ours_time:.3f} s)")
-    print(f"idf_nvs_secure (build_nvs_image): {full_rate:8.0f} images/s ({full_time:.3f} s, "
-          f"{full_rate / ref_rate:.1f}x)")
-    print(f"esp-idf-nvs-partition-gen:       {ref_rate:9.0f} images/s ({ref_time:.3f} s)")
-    print(f"speedup: {ours_rate / ref_rate:.1f}x")
+    env = _env()
+    resolved, plan = plan_for_project(load_project(project), "pro", env=env)
+    batch = plan_batch(resolved, plan, env=env)
+    devices = load_devices(table, batch)
+    (template, slots), = entry_layouts(batch, devices.columns)
+    state = {"template": tuple(template), "slots": slots, "columns": devices.columns,
+             "size": batch.jobs[0].size, "encrypted": encrypted, "master": batch.master,
+             "out": str(out)}
+    rows = devices.rows
+    size = max(8, len(rows) // (JOBS * 8))
+    chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+    results = []
+    with multiprocessing.get_context("fork").Pool(JOBS, _ref_init, (state,)) as pool:
+        for part in pool.imap(_ref_chunk, chunks):
+            results.extend(part)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["device_id", "file", "size", "sha256"])
+    for device, items in results:
+        for item in items:
+            writer.writerow([device, f"devices/{device}/{item['name']}", item["size"],
+                             item["sha256"]])
+    (out / "index.csv").write_text(buf.getvalue())
+    return time.perf_counter() - start
 
 
-PROJECT = """\
-version: 1
-partitions: partitions.yaml
-master_secret: {env: NVS_MASTER_SECRET}
-keys: {source: derive}
-nvs:
-  nvs: {values: [values.yaml]}
-"""
-PARTITIONS = """\
-table: {offset: 0x8000, flash_size: 4MB}
-partitions:
-  - {name: nvs, type: data, subtype: nvs, size: 0x6000}
-  - {name: nvs_keys, type: data, subtype: nvs_keys, size: 4K, flags: [encrypted]}
-  - {name: factory, type: app, subtype: factory, size: 1M}
-"""
-SDKCONFIG = """\
-CONFIG_IDF_TARGET="esp32"
-CONFIG_ESPTOOLPY_FLASHSIZE_4MB=y
-CONFIG_PARTITION_TABLE_CUSTOM=y
-CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="partitions.csv"
-CONFIG_SECURE_FLASH_ENC_ENABLED=y
-CONFIG_SECURE_FLASH_ENCRYPTION_MODE_RELEASE=y
-CONFIG_NVS_ENCRYPTION=y
-"""
+def whole_batch(tmp: Path, devices: int) -> float:
+    speedups = {}
+    for encrypted in (True, False):
+        label = "encrypted" if encrypted else "plain"
+        root = tmp / f"batch-{label}"
+        root.mkdir()
+        project, table = make_project(root, devices, encrypted)
+        ours_out, ref_out = root / "ours", root / "ref"
+        ref_out.mkdir()
+        t_ours = ours_batch(project, table, ours_out)
+        start = time.perf_counter()  # the reference loop as a whole process too
+        subprocess.run([PY, __file__, "--reference-batch", str(project), str(table),
+                        str(ref_out), "1" if encrypted else "0"], check=True, env=_env())
+        t_ref = time.perf_counter() - start
+        for d in range(0, devices, max(1, devices // 50)):
+            name = f"SN-{d:06d}"
+            for f in ("nvs.bin",) + (("nvs_keys.bin",) if encrypted else ()):
+                assert (ours_out / "devices" / name / f).read_bytes() == \
+                    (ref_out / "devices" / name / f).read_bytes(), (name, f)
+        speedups[label] = t_ref / t_ours
+        print(f"whole batch command, {devices} devices, {label}, {JOBS} processes each: "
+              f"idf_nvs_secure {t_ours:.2f} s, reference loop {t_ref:.2f} s: "
+              f"{t_ref / t_ours:.1f}x")
+        if encrypted:
+            t_resume = ours_batch(project, table, ours_out)
+            print(f"resume of a finished batch: {t_resume:.2f} s, "
+                  f"{100 * t_resume / t_ours:.0f}% of a full build")
+        shutil.rmtree(root)
+    return speedups["encrypted"]
 
 
-def make_project(folder: Path, devices: int) -> None:
-    """A project whose batch builds the benchmark's images, one certificate file each."""
-    base = device_entries(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "certs").mkdir(exist_ok=True)
-    (folder / "nvs_secure.yaml").write_text(PROJECT)
-    (folder / "partitions.yaml").write_text(PARTITIONS)
-    (folder / "sdkconfig.defaults").write_text(SDKCONFIG)
-    (folder / "certs" / "base.der").write_bytes(certificate(0))
-    lines = [f"{NAMESPACE}:"]
-    for e in base:
-        if e.type == "blob":
-            lines.append(f"  {e.key}: {{type: blob, file: certs/base.der}}")
-        elif e.type == "string":
-            lines.append(f"  {e.key}: \"{e.value}\"")
-        else:
-            lines.append(f"  {e.key}: {{type: {e.type}, value: {e.value}}}")
-    (folder / "values.yaml").write_text("\n".join(lines) + "\n")
-    rows = ["device_id,factory.serial,factory.cal00,factory.cert,factory.wifi_pass"]
-    for d in range(devices):
-        entries = {e.key: e.value for e in device_entries(d)}
-        name = f"certs/SN-{d:08d}.der"
-        (folder / name).write_bytes(entries["cert"])
-        rows.append(f"SN-{d:08d},{entries['serial']},{entries['cal00']},{name},"
-                    f"{entries['wifi_pass']}")
-    (folder / "devices.csv").write_text("\n".join(rows) + "\n")
-    print(f"wrote {folder} with {devices} devices")
+def peak_rss(tmp: Path, sizes: list[int]) -> None:
+    rss = {}
+    for devices in sizes:
+        root = tmp / f"rss-{devices}"
+        root.mkdir()
+        project, table = make_project(root, devices, True)
+        code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+                "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN)"
+                ".ru_maxrss)")
+        done = subprocess.run([PY, "-c", code, TOOL, "batch", str(project), "--product", "pro",
+                               "--devices", str(table), "-o", str(root / "out"), "-j",
+                               str(JOBS)], check=True, capture_output=True, text=True,
+                              env=_env())
+        rss[devices] = int(done.stdout.strip()) / 1024
+        shutil.rmtree(root)
+    a, b = sizes
+    print(f"peak RSS of the batch command: {rss[a]:.0f} MB at {a} devices, {rss[b]:.0f} MB at "
+          f"{b}: {rss[b] / rss[a]:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=None)
-    parser.add_argument("--make-project", type=Path, default=None)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--rss-devices", default="5000,50000")
+    parser.add_argument("--reference-batch", nargs=4, metavar=("PROJECT", "CSV", "OUT", "ENC"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.make_project:
-        make_project(args.make_project, args.devices or 10_000)
-    else:
-        bench(args.devices or 2000)
+    if args.reference_batch:
+        project, table, out, enc = args.reference_batch
+        reference_batch(Path(project), Path(table), Path(out), enc == "1")
+        return
+    print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
+          f"{sys.version.split()[0]}")
+    # Both sides write the same files; on a tmpfs the file system does not drown the
+    # difference (on this machine's disk, creating 30,000 files costs seconds of kernel
+    # time for either tool).
+    where = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    print(f"files written under {where or tempfile.gettempdir()}")
+    with tempfile.TemporaryDirectory(prefix="bench-", dir=where) as name:
+        tmp = Path(name)
+        per_image()
+        single_cli(tmp)
+        scaling()
+        peak_rss(tmp, [int(x) for x in args.rss_devices.split(",")])
+        speedup = whole_batch(tmp, args.devices)
+    print(f"speedup: {speedup:.1f}x")
 
 
 if __name__ == "__main__":

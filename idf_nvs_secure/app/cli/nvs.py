@@ -21,9 +21,6 @@ from ...formats.nvs_image import (
 from ...formats.nvs_reader import NvsImage
 from ...fsutil import read_input_text, write_atomic
 from ...inputs.nvs_csv import parse_nvs_csv
-from ...inputs.nvs_yaml import format_nvs_values_yaml, load_nvs_values
-from ...inputs.partition_csv import parse_size
-from ...inputs.schemas import schema_path
 from .params import load_keys
 
 
@@ -32,6 +29,8 @@ def _load_csv(path: Path) -> list[NvsEntry]:
 
 
 def _load_yaml(path: Path) -> list[NvsEntry]:
+    from ...inputs.nvs_yaml import load_nvs_values  # YAML only when the input is YAML
+
     return load_nvs_values([path], env=os.environ).entries
 
 
@@ -57,6 +56,8 @@ def load_values(path: Path) -> list[NvsEntry]:
 
 def _size(text: str) -> int:
     try:
+        from ...inputs.partition_csv import parse_size
+
         return parse_size(text)
     except InputError as exc:
         raise InputError(f"--size: {exc.message}", hint=exc.hint) from None
@@ -166,6 +167,9 @@ def convert_cmd(source: Path, output: Path) -> None:
         namespaces.setdefault(entry.namespace, {})[entry.key] = entry
     refs = {k: os.path.relpath(source.parent / path, output.parent or Path("."))
             for k, path in _csv_file_refs(text).items()}
+    from ...inputs.nvs_yaml import format_nvs_values_yaml
+    from ...inputs.schemas import schema_path
+
     yaml_text = format_nvs_values_yaml(
         namespaces, files=refs,
         schema_line=f"# yaml-language-server: $schema={schema_path('nvs_values')}")

@@ -12,11 +12,16 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING
 
 from ...errors import InputError
 from ..yamlsource import YamlDocument
+
+if TYPE_CHECKING:  # pragma: no cover
+    import jsonschema
+
+# jsonschema is imported when a document is first validated (about 60 ms), so commands
+# that read no YAML (nvs build of a CSV, cmake-dir, --help) never pay for it.
 
 __all__ = ["SCHEMA_KINDS", "load_schema", "schema_path", "validate_document"]
 
@@ -39,7 +44,9 @@ def load_schema(kind: str) -> dict:
 
 
 @lru_cache(maxsize=None)
-def _validator(kind: str) -> jsonschema.protocols.Validator:
+def _validator(kind: str) -> "jsonschema.protocols.Validator":
+    import jsonschema
+
     schema = load_schema(kind)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -63,7 +70,7 @@ def _kinds(schemas: list[dict]) -> list[str]:
     return kinds
 
 
-def _describe(error: jsonschema.ValidationError) -> tuple[str, bool]:
+def _describe(error: "jsonschema.ValidationError") -> tuple[str, bool]:
     """A readable message for one schema error, and whether it is about a key."""
     validator = error.validator
     if validator == "additionalProperties":
@@ -100,6 +107,8 @@ def validate_document(doc: YamlDocument, kind: str) -> None:
     errors = list(_validator(kind).iter_errors(doc.data))
     if not errors:
         return
+    from jsonschema.exceptions import best_match
+
     error = best_match(errors)
     path = tuple(error.absolute_path)
     message, about_key = _describe(error)
