@@ -294,3 +294,18 @@ def test_release_calls_the_library_not_the_cli(tmp_path: Path, recorder, monkeyp
     # Without --product: the project's default product names the folder (not "default").
     call("nvs-secure-release", args)
     assert seen["out"] == project / "build" / "nvs_secure_release" / "basic"
+
+
+def test_loading_the_extension_loads_nothing_heavy() -> None:
+    # idf.py loads the extension on every call (reconfigure, menuconfig, monitor ...).
+    import subprocess
+    import sys
+
+    code = ("import sys, idf_nvs_secure.app.idf_ext; "
+            "print(sorted(m for m in sys.modules if m.startswith('idf_nvs_secure.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    assert "idf_nvs_secure.plan" not in loaded and "idf_nvs_secure.config" not in loaded
+    from idf_nvs_secure.app import idf_ext
+    from idf_nvs_secure.inputs.project import PROJECT_FILE
+    assert idf_ext.PROJECT_FILE == PROJECT_FILE

@@ -30,11 +30,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..build.integration import BuildIntegration
 from ..errors import NvsSecureError
-from ..inputs.project import PROJECT_FILE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..build.integration import BuildIntegration
+
+#: The project file (inputs.project.PROJECT_FILE, repeated so that loading the
+#: extension, which idf.py does on every call, loads nothing else of the package).
+PROJECT_FILE = "nvs_secure.yaml"
 
 __all__ = ["action_extensions", "ACTION_NAMES", "BUILD_TASKS", "NvsSecureIdfError"]
 
@@ -132,7 +137,9 @@ def _sdkconfig(args: Any) -> Path | None:
     return Path(value) if value else None
 
 
-def _read_manifest(args: Any) -> BuildIntegration:
+def _read_manifest(args: Any) -> "BuildIntegration":
+    from ..build.integration import BuildIntegration
+
     path = Path(args.build_dir) / MANIFEST
     if not path.is_file():
         raise _fatal(
@@ -151,7 +158,7 @@ def _read_manifest(args: Any) -> BuildIntegration:
     return integ
 
 
-def _configured(ctx: Any, args: Any, product: str | None) -> BuildIntegration:
+def _configured(ctx: Any, args: Any, product: str | None) -> "BuildIntegration":
     """The configure step's manifest, for ``product`` (CMake configures again when it
     differs from the build's) and without errors."""
     integ = _read_manifest(args)
