@@ -323,7 +323,8 @@ def test_cmake_configure_build_and_noop(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in (double.out("nvs.bin"), double.out("nvs_keys.bin"))} \
         == expected
     assert double.out("nvs_keys.bin").stat().st_mode & 0o777 == 0o600
-    assert sorted(p.name for p in out.iterdir()) == [".images.lock", "config.cmake", "config.json", "env.stamp",
+    assert sorted(p.name for p in out.iterdir()) == [".images.lock", "config.cmake", "config.json",
+                                                     "early.sha256", "env.stamp",
                                                      "images", "stamp.json"]
     assert sorted(p.name for p in (out / "images").iterdir()) == [
         "nvs.bin", "nvs_keys.bin", "outputs.json"]  # and nothing else
@@ -496,3 +497,28 @@ def test_final_configuration_corrects_the_early_csv(tmp_path: Path, minimal: boo
         assert len(double.calls("project_done")) == configured + 1
         assert len(double.calls("fail_at_build_time")) == 1
         assert double.out("nvs.bin").is_file()
+
+
+@needs_cmake
+def test_the_early_pass_runs_only_when_its_inputs_change(tmp_path: Path) -> None:
+    double = DoubleBuild(tmp_path)
+    skipped = "early pass skipped"
+
+    def configure() -> str:
+        args = [CMAKE, "--log-level=VERBOSE", "-S", str(double.project), "-B", str(double.build)]
+        args += [f"-D{k}={v}" for k, v in double.cache.items()]
+        done = subprocess.run(args, capture_output=True, text=True, env=run_env())
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    assert skipped not in configure()  # first configure: the CSV is written
+    assert skipped in configure()  # nothing changed: no Python run before project()
+    partitions = double.project / "partitions.yaml"
+    partitions.write_text(partitions.read_text().replace("size: 24K}", "size: 28K}"))
+    assert skipped not in configure()
+    assert "nvs,data,nvs,0xe000,28K" in (double.project / "partitions.csv").read_text()
+    assert skipped in configure()
+    double.cache["NVS_SECURE_PRODUCT"] = "pro"  # another product: another table
+    assert skipped not in configure()
+    (double.project / "partitions.csv").unlink()  # the CSV gone: written again
+    assert skipped not in configure() and (double.project / "partitions.csv").is_file()

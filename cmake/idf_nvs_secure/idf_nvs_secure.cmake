@@ -50,13 +50,58 @@ function(__idf_nvs_secure_command var subcommand)
     set(${var} ${python} -m idf_nvs_secure ${subcommand} ${ARGN} PARENT_SCOPE)
 endfunction()
 
+# __idf_nvs_secure_early_digest(<var> <build_dir> <product>)
+#
+# A digest of everything the early pass reads, from the names the last configure step
+# recorded: the project and partitions files, the generated CSV itself, the sdkconfig
+# and defaults files, the product and the target.  Empty when nothing was recorded.
+function(__idf_nvs_secure_early_digest var build_dir product)
+    set(config "${build_dir}/nvs_secure/config.cmake")
+    set(${var} "" PARENT_SCOPE)
+    if(NOT EXISTS "${config}")
+        return()
+    endif()
+    include("${config}")
+    if(NOT NVS_SECURE_PARTITION_CSV OR NOT EXISTS "${NVS_SECURE_PARTITION_CSV}")
+        return()
+    endif()
+    set(text "${product}|${IDF_TARGET}|$ENV{IDF_TARGET}|${SDKCONFIG}|"
+             "${SDKCONFIG_DEFAULTS}|$ENV{SDKCONFIG_DEFAULTS}|${IDF_NVS_SECURE_CMAKE_DIR}")
+    set(files ${NVS_SECURE_CONFIGURE_DEPENDS} "${NVS_SECURE_PARTITION_CSV}" "${SDKCONFIG}"
+        "${CMAKE_SOURCE_DIR}/sdkconfig" "${CMAKE_SOURCE_DIR}/sdkconfig.defaults"
+        ${SDKCONFIG_DEFAULTS} $ENV{SDKCONFIG_DEFAULTS})
+    foreach(file IN LISTS files)
+        if(NOT IS_ABSOLUTE "${file}")
+            set(file "${CMAKE_SOURCE_DIR}/${file}")
+        endif()
+        if(EXISTS "${file}" AND NOT IS_DIRECTORY "${file}")
+            file(SHA256 "${file}" sum)
+            string(APPEND text "|${file}=${sum}")
+        else()
+            string(APPEND text "|${file}=-")
+        endif()
+    endforeach()
+    string(SHA256 digest "${text}")
+    set(${var} "${digest}" PARENT_SCOPE)
+endfunction()
+
 # __idf_nvs_secure_early_csv()
 #
 # Before project(): write the partition CSV from partitions.yaml with the configuration
 # known so far (sdkconfig or the defaults), so that ESP-IDF's partition_table finds it.
 # The configure step below writes it again from the build's final sdkconfig.json when
-# that differs.  Failures are left for that step to report.
+# that differs.  Failures are left for that step to report.  Skipped (no Python run)
+# when nothing it reads changed since the last configure step wrote the CSV.
 function(__idf_nvs_secure_early_csv)
+    set(stamp "${CMAKE_BINARY_DIR}/nvs_secure/early.sha256")
+    if(EXISTS "${stamp}")
+        __idf_nvs_secure_early_digest(digest "${CMAKE_BINARY_DIR}" "${NVS_SECURE_PRODUCT}")
+        file(READ "${stamp}" recorded)
+        if(digest AND recorded STREQUAL digest)
+            message(VERBOSE "idf_nvs_secure: partition CSV up to date; early pass skipped")
+            return()
+        endif()
+    endif()
     set(args ${CMAKE_SOURCE_DIR} --build-dir ${CMAKE_BINARY_DIR} --csv-only)
     if(SDKCONFIG AND EXISTS "${SDKCONFIG}")
         list(APPEND args --sdkconfig ${SDKCONFIG})
@@ -107,6 +152,11 @@ function(idf_nvs_secure_configure)
 
     set_property(GLOBAL PROPERTY IDF_NVS_SECURE_CONFIG "${config}")
     include("${config}")
+    # What the next configure's early pass compares with, to skip itself.
+    __idf_nvs_secure_early_digest(digest "${build_dir}" "${arg_PRODUCT}")
+    if(digest)
+        file(WRITE "${build_dir}/nvs_secure/early.sha256" "${digest}")
+    endif()
     # Only what changes the table or the plan re-runs the configure step; values files
     # and the files they name are DEPENDS of the image command (idf_nvs_secure_add_images).
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${NVS_SECURE_CONFIGURE_DEPENDS})
