@@ -201,3 +201,58 @@ def test_name_warnings_are_printed_at_the_row_and_do_not_fail(tmp_path):
     shown = run("show", out)
     assert shown.exit_code == 0
     assert f"warning: {out}: partition 'phy'" in shown.stderr
+
+
+# --- convert TABLE.bin -o table.csv|.yaml ------------------------------------------------
+
+@pytest.mark.parametrize("stem", sorted(p.stem for p in GOLDEN.glob("*.bin")))
+def test_convert_bin_to_csv_and_yaml_builds_back_byte_identical(tmp_path, stem):
+    binary = GOLDEN / f"{stem}.bin"
+    offset = ["--offset", "0x10000"] if stem.startswith("05") else []
+    csv, yaml_out = tmp_path / "t.csv", tmp_path / "t.yaml"
+    assert run("convert", binary, "-o", csv).exit_code == 0
+    # the CSV is what gen_esp32part.py writes for the .bin
+    assert csv.read_text() == (GOLDEN / f"{stem}.roundtrip.csv").read_text()
+    result = run("convert", binary, "-o", yaml_out, *offset)
+    assert result.exit_code == 0, result.output
+    for source in (csv, yaml_out):
+        out = tmp_path / f"{source.suffix[1:]}.bin"
+        result = run("build", source, "-o", out, *offset)
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes() == binary.read_bytes()
+
+
+def test_convert_bin_without_md5_says_how_to_rebuild(tmp_path):
+    binary = tmp_path / "t.bin"
+    assert run("build", GOLDEN / "02_two_ota_encrypted_nvs.csv", "-o", binary,
+               "--no-md5").exit_code == 0
+    result = run("convert", binary, "-o", tmp_path / "t.yaml")
+    assert result.exit_code == 0
+    assert f"note: {binary} has no MD5 entry: build it back with --no-md5" in result.stderr
+    again = tmp_path / "again.bin"
+    assert run("build", tmp_path / "t.yaml", "-o", again, "--no-md5").exit_code == 0
+    assert again.read_bytes() == binary.read_bytes()
+
+
+def test_convert_corrupt_bin_is_one_line_and_writes_nothing(tmp_path):
+    binary = tmp_path / "bad.bin"
+    binary.write_bytes(b"\x00" * 0xC00)
+    result = run("convert", binary, "-o", tmp_path / "t.csv")
+    assert_user_error(result, f"{binary}: record 0")
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_convert_bin_with_bootloader_entries_builds_back_from_yaml(tmp_path):
+    src, binary = tmp_path / "bl.csv", tmp_path / "bl.bin"
+    src.write_text("bootloader, bootloader, primary, N/A, N/A\n"
+                   "partition_table, partition_table, primary, N/A, N/A\n"
+                   "nvs, data, nvs, , 0x6000,\nfactory, app, factory, , 1M\n")
+    boot = ["--primary-bootloader-offset", "0x1000"]
+    assert run("build", src, "-o", binary, *boot).exit_code == 0
+    for suffix in ("yaml", "csv"):
+        converted = tmp_path / f"t.{suffix}"
+        assert run("convert", binary, "-o", converted).exit_code == 0
+        again = tmp_path / f"{suffix}.bin"
+        result = run("build", converted, "-o", again, *boot)
+        assert result.exit_code == 0, result.output
+        assert again.read_bytes() == binary.read_bytes()

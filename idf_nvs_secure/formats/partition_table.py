@@ -44,7 +44,7 @@ __all__ = [
     "build_partition_table", "parse_partition_table", "validate_partition_table",
     "parse_flash_size", "format_size", "Problem", "find_problem",
     "SECURE_BOOT_V1", "SECURE_BOOT_V2", "SECURE_BOOT_VERSIONS", "app_size_alignment",
-    "secure_boot_check", "NameWarning", "find_name_warnings",
+    "secure_boot_check", "NameWarning", "find_name_warnings", "has_md5_entry",
 ]
 
 # --- types and subtypes (esp_partition.h, esp_flash_partitions.h) -------------------
@@ -392,6 +392,17 @@ def parse_partition_table(data: bytes, *, offset: int | None = None) -> Partitio
         digest.update(record)
         parts.append(_decode_entry(record, index))
     raise FormatError(f"no end-of-table marker in the first 0x{TABLE_SIZE:x} bytes")
+
+
+def has_md5_entry(data: bytes) -> bool:
+    """True when the table binary ``data`` has an MD5 entry (CONFIG_PARTITION_TABLE_MD5)."""
+    for pos in range(0, min(len(data), TABLE_SIZE) - ENTRY_SIZE + 1, ENTRY_SIZE):
+        magic = struct.unpack_from("<H", data, pos)[0]
+        if magic == ESP_PARTITION_MAGIC_MD5:
+            return True
+        if magic != ESP_PARTITION_MAGIC:
+            return False
+    return False
 
 
 def _decode_entry(record: bytes, index: int) -> Partition:

@@ -55,6 +55,7 @@ __all__ = [
     "place_partitions",
     "parse_partition_csv",
     "format_partition_csv",
+    "specs_from_table",
 ]
 
 #: Value of :attr:`PartitionSpec.size` meaning "up to the end of the flash".
@@ -434,6 +435,17 @@ def parse_partition_specs(text: str, *, filename: str,
 
 
 # --- writing ------------------------------------------------------------------------
+
+
+def specs_from_table(table: PartitionTable) -> list[PartitionSpec]:
+    """Specs that place back to ``table`` exactly: every offset and size explicit.
+
+    For writing a built table (a .bin) as a source; the entries keep their table order.
+    """
+    return [PartitionSpec(p.name, p.type, p.subtype, p.offset, p.size,
+                          encrypted=p.encrypted, readonly=p.readonly)
+            for p in table.partitions]
+
 
 
 def _csv_size(size: int) -> str:

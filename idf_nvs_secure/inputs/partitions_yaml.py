@@ -156,7 +156,9 @@ def spec_from_item(doc: YamlDocument, path: tuple, item: dict[str, Any],
 
 def parse_partitions_document(doc: YamlDocument, *, table_offset: int | None = None,
                               flash_size: int | None = None,
-                              secure: str | None = None) -> PartitionsFile:
+                              secure: str | None = None,
+                              primary_bootloader_offset: int | None = None,
+                              recovery_bootloader_offset: int | None = None) -> PartitionsFile:
     """Validate (schema, then meaning) and place a partitions.yaml document.
 
     ``table_offset``/``flash_size`` given by the caller (sdkconfig, command line) win
@@ -182,7 +184,8 @@ def parse_partitions_document(doc: YamlDocument, *, table_offset: int | None = N
         if "nvs_keys_for" in item:
             pairing[spec.name] = item["nvs_keys_for"]
     table = place_partitions(specs, table_offset=table_offset, flash_size=flash_size,
-                             secure=secure)
+                             secure=secure, primary_bootloader_offset=primary_bootloader_offset,
+                             recovery_bootloader_offset=recovery_bootloader_offset)
     for keys_name, nvs_name in pairing.items():
         target = table.find(nvs_name)
         if target is None or (target.type, target.subtype) != (DATA_TYPE, NVS_SUBTYPE):
@@ -194,17 +197,22 @@ def parse_partitions_document(doc: YamlDocument, *, table_offset: int | None = N
 
 
 def parse_partitions_yaml(text: str, *, filename: str = "<yaml>", table_offset: int | None = None,
-                          flash_size: int | None = None,
-                          secure: str | None = None) -> PartitionsFile:
-    """Parse partitions.yaml text into a placed, validated table."""
+                          flash_size: int | None = None, secure: str | None = None,
+                          **bootloader_offsets: int | None) -> PartitionsFile:
+    """Parse partitions.yaml text into a placed, validated table.
+
+    ``bootloader_offsets``: ``primary_bootloader_offset``/``recovery_bootloader_offset``
+    for bootloader entries, as :func:`~.partition_csv.place_partitions` takes them."""
     return parse_partitions_document(load_yaml(text, filename), table_offset=table_offset,
-                                     flash_size=flash_size, secure=secure)
+                                     flash_size=flash_size, secure=secure, **bootloader_offsets)
 
 
 def read_partition_source(text: str, filename: str, *, table_offset: int | None = None,
                           flash_size: int | None = None,
                           variables: Mapping[str, str] | None = None,
-                          secure: str | None = None) -> PartitionsFile:
+                          secure: str | None = None,
+                          primary_bootloader_offset: int | None = None,
+                          recovery_bootloader_offset: int | None = None) -> PartitionsFile:
     """A partitions.yaml or ESP-IDF CSV (by ``filename``'s extension), placed.
 
     ``table_offset``/``flash_size`` given by the caller win over a YAML file's ``table:``
@@ -212,10 +220,14 @@ def read_partition_source(text: str, filename: str, *, table_offset: int | None 
     """
     if PurePath(filename).suffix.lower() in (".yaml", ".yml"):
         return parse_partitions_yaml(text, filename=filename, table_offset=table_offset,
-                                     flash_size=flash_size, secure=secure)
+                                     flash_size=flash_size, secure=secure,
+                                     primary_bootloader_offset=primary_bootloader_offset,
+                                     recovery_bootloader_offset=recovery_bootloader_offset)
     specs = parse_partition_specs(text, filename=filename, variables=variables)
     offset = DEFAULT_TABLE_OFFSET if table_offset is None else table_offset
-    table = place_partitions(specs, table_offset=offset, flash_size=flash_size, secure=secure)
+    table = place_partitions(specs, table_offset=offset, flash_size=flash_size, secure=secure,
+                             primary_bootloader_offset=primary_bootloader_offset,
+                             recovery_bootloader_offset=recovery_bootloader_offset)
     return PartitionsFile(table, tuple(specs), flash_size, {}, None)
 
 

@@ -7,7 +7,6 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Callable
 
 import click
 
@@ -22,36 +21,6 @@ from ...formats.nvs_reader import NvsImage
 from ...fsutil import read_input_text, write_atomic
 from ...inputs.nvs_csv import parse_nvs_csv
 from .params import load_keys
-
-
-def _load_csv(path: Path) -> list[NvsEntry]:
-    return parse_nvs_csv(read_input_text(path), filename=str(path), base_dir=path.parent)
-
-
-def _load_yaml(path: Path) -> list[NvsEntry]:
-    from ...inputs.nvs_yaml import load_nvs_values  # YAML only when the input is YAML
-
-    return load_nvs_values([path], env=os.environ).entries
-
-
-#: Values file suffix -> loader.  Add a loader here to accept another input format.
-VALUE_LOADERS: dict[str, Callable[[Path], list[NvsEntry]]] = {
-    ".csv": _load_csv,
-    ".yaml": _load_yaml,
-    ".yml": _load_yaml,
-}
-
-
-def load_values(path: Path) -> list[NvsEntry]:
-    """Read a values file into entries, choosing the reader by the file's suffix."""
-    loader = VALUE_LOADERS.get(path.suffix.lower())
-    if loader is None:
-        raise InputError(
-            f"unsupported values file type {path.suffix or '(none)'!r}; expected "
-            + " or ".join(sorted(VALUE_LOADERS)),
-            file=str(path),
-        )
-    return loader(path)
 
 
 def _size(text: str) -> int:
@@ -69,7 +38,7 @@ def nvs_group() -> None:
 
 
 @nvs_group.command("build")
-@click.argument("values", type=click.Path(path_type=Path))
+@click.argument("values", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--size", "size_text", required=True,
               help="Partition size in bytes: decimal, 0x hex, or with K/M (0x6000, 24K).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -78,12 +47,18 @@ def nvs_group() -> None:
               help="nvs_keys partition image: encrypt the entries with its keys.")
 @click.option("--format-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="NVS format: 2 = multi-page blobs (ESP-IDF >= v4.0), 1 = single-page blobs.")
-def build_cmd(values: Path, size_text: str, output: Path, keys_path: Path | None,
+def build_cmd(values: tuple[Path, ...], size_text: str, output: Path, keys_path: Path | None,
               format_version: str) -> None:
-    """Build an NVS partition image from VALUES (values YAML, or nvs_partition_gen.py CSV)."""
+    """Build an NVS partition image from VALUES (values YAML, or nvs_partition_gen.py CSV).
+
+    With several VALUES files each applies over the ones before: a key given again
+    replaces the earlier value (in its place), a later YAML may remove keys with null.
+    """
     size = _size(size_text)
     keys = load_keys(keys_path)
-    entries = load_values(values)
+    from ...inputs.nvs_values import load_values_files  # YAML readers only when needed
+
+    entries = load_values_files(values, env=os.environ).entries
     image = build_nvs_image(entries, size, version=int(format_version), keys=keys)
     write_atomic(output, image)
     pages = size // PAGE_SIZE
@@ -93,8 +68,9 @@ def build_cmd(values: Path, size_text: str, output: Path, keys_path: Path | None
     layout = (f" (read-only NVS, under 0x3000 bytes: only the pages used are written, "
               f"{len(image)} bytes, as nvs_partition_gen.py does)"
               if size < MIN_READ_WRITE_SIZE else "")
-    click.echo(f"wrote {output}: {len(entries)} entries, {used} of {pages} pages used{layout}, "
-               f"format version {format_version}, {how}")
+    sources = f" from {len(values)} values files" if len(values) > 1 else ""
+    click.echo(f"wrote {output}: {len(entries)} entries{sources}, {used} of {pages} pages "
+               f"used{layout}, format version {format_version}, {how}")
 
 
 def _shorten(value: object, limit: int = 48) -> str:

@@ -17,6 +17,7 @@ from ...formats.partition_table import (
     build_partition_table,
     find_name_warnings,
     format_size,
+    has_md5_entry,
     parse_flash_size,
     parse_partition_table,
     validate_partition_table,
@@ -25,10 +26,15 @@ from ...fsutil import read_input_bytes, read_input_text, write_atomic
 from ...inputs.partition_csv import (
     PartitionSpec,
     format_partition_csv,
+    specs_from_table,
     partition_spec_reader,
     place_partitions,
 )
-from ...inputs.partitions_yaml import format_partitions_yaml, read_partition_source
+from ...inputs.partitions_yaml import (
+    PartitionsFile,
+    format_partitions_yaml,
+    read_partition_source,
+)
 from ...inputs.schemas import schema_path
 from .params import AnyInt
 
@@ -71,7 +77,9 @@ def _load(path: Path, offset: int | None, flash_size: str | None,
     reader = partition_spec_reader(str(path))  # before reading: a .bin is not text
     if path.suffix.lower() in (".yaml", ".yml"):  # the file may carry offset and flash size
         parsed = read_partition_source(read_input_text(path), str(path), table_offset=offset,
-                                       flash_size=size, secure=secure)
+                                       flash_size=size, secure=secure,
+                                       primary_bootloader_offset=primary_bootloader_offset,
+                                       recovery_bootloader_offset=recovery_bootloader_offset)
         return parsed.table, parsed.specs
     specs = reader(read_input_text(path), filename=str(path))
     table = place_partitions(specs, table_offset=DEFAULT_TABLE_OFFSET if offset is None else offset,
@@ -181,14 +189,19 @@ def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | 
               help="Table offset to record (CSV to YAML); default 0x8000.")
 @click.option("--flash-size", help="Flash size to record in the YAML, e.g. 4MB.")
 def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str | None) -> None:
-    """Convert between an ESP-IDF partitions CSV and partitions.yaml, losslessly.
+    """Convert between an ESP-IDF partitions CSV, partitions.yaml and a built table .bin.
 
     CSV to YAML keeps the rows as written (offsets left empty stay automatic); YAML to
-    CSV writes the placed table as gen_esp32part.py would.  Both give the same binary.
+    CSV writes the placed table as gen_esp32part.py would.  A .bin becomes the CSV that
+    gen_esp32part.py writes for it, or a YAML with every offset explicit.  Each output
+    builds back to the same binary.
     """
     size = parse_flash_size(flash_size) if flash_size else None
-    parsed = read_partition_source(read_input_text(source), str(source), table_offset=offset,
-                                   flash_size=size)
+    if source.suffix.lower() == ".bin":
+        parsed = _read_built_table(source, offset, size)
+    else:
+        parsed = read_partition_source(read_input_text(source), str(source),
+                                       table_offset=offset, flash_size=size)
     if output.suffix.lower() in (".yaml", ".yml"):
         text = format_partitions_yaml(
             parsed.specs, table_offset=parsed.table.offset, flash_size=parsed.flash_size,
@@ -200,6 +213,18 @@ def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str 
         raise NvsSecureError("output must end in .yaml, .yml or .csv", file=str(output))
     write_atomic(output, text.encode("utf-8"))
     click.echo(f"wrote {output} ({len(parsed.table.partitions)} partitions)")
+    if source.suffix.lower() == ".bin" and not has_md5_entry(read_input_bytes(source)):
+        click.echo(f"note: {source} has no MD5 entry: build it back with --no-md5", err=True)
+
+
+def _read_built_table(path: Path, offset: int | None, flash_size: int | None) -> PartitionsFile:
+    """A built table as a partitions file whose specs repeat every offset and size."""
+    try:
+        table = parse_partition_table(read_input_bytes(path), offset=offset)
+        validate_partition_table(table, flash_size=flash_size)
+    except NvsSecureError as exc:
+        raise exc.located(file=str(path)) from None
+    return PartitionsFile(table, tuple(specs_from_table(table)), flash_size, {}, table.offset)
 
 
 commands = [partitions_group]
