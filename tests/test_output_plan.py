@@ -286,3 +286,25 @@ def test_a_really_full_disk_leaves_the_old_set(tmp_path: Path, small_tmpfs: Path
     assert len(errors) == 1 and "no space left on the device" in errors[0]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in small_tmpfs.iterdir()) == [".out.lock", "out"]
+
+
+def test_secure_boot_v1_app_sizes_come_from_the_build_configuration(tmp_path: Path) -> None:
+    from idf_nvs_secure.plan.project_plan import secure_boot_rules
+
+    assert secure_boot_rules({"SECURE_BOOT": True}) is None  # version unknown: no guess
+    assert secure_boot_rules({"SECURE_BOOT": True, "SECURE_BOOT_V1_ENABLED": True,
+                              "SECURE_BOOT_V2_ENABLED": False}) == "v1"
+    assert secure_boot_rules({"SECURE_BOOT": True, "SECURE_BOOT_V1_ENABLED": False,
+                              "SECURE_BOOT_V2_ENABLED": True}) == "v2"
+    assert secure_boot_rules({"SECURE_BOOT": False, "SECURE_BOOT_V1_ENABLED": False,
+                              "SECURE_BOOT_V2_ENABLED": False}) is None
+    project, _ = _variant(tmp_path, "example")
+    text = (project / "partitions.yaml").read_text().replace("size: 1536K}", "size: 1540K}", 1)
+    (project / "partitions.yaml").write_text(text)
+    sdk = {"IDF_TARGET": "esp32", "PARTITION_TABLE_CUSTOM": True,
+           "PARTITION_TABLE_CUSTOM_FILENAME": "partitions.csv", "PARTITION_TABLE_OFFSET": 0xD000,
+           "ESPTOOLPY_FLASHSIZE": "8MB", "SECURE_BOOT": True, "SECURE_BOOT_V1_ENABLED": True,
+           "SECURE_BOOT_V2_ENABLED": False}
+    (tmp_path / "sdkconfig.json").write_text(json.dumps(sdk))
+    result = _run(["detect", str(project), "--sdkconfig", str(tmp_path / "sdkconfig.json")], {})
+    assert result.exit_code == 2 and "Secure Boot V1" in result.output

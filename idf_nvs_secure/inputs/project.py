@@ -269,8 +269,12 @@ class ResolvedProject:
 
 def resolve_project(project: Project, product: str | None = None, *,
                     env: Mapping[str, str] | None = None, table_offset: int | None = None,
-                    flash_size: int | None = None, defer_unset: bool = False) -> ResolvedProject:
+                    flash_size: int | None = None, defer_unset: bool = False,
+                    secure: str | None = None) -> ResolvedProject:
     """Apply ``product`` and read everything: the placed table and each partition's values.
+
+    ``secure``: Secure Boot's app-size rules (``"v1"``/``"v2"``, as gen_esp32part.py's
+    ``--secure``) the placed table must meet.
 
     ``table_offset``/``flash_size`` (from sdkconfig) win over the partitions file.
     ``defer_unset``: values from unset environment variables wait in
@@ -286,7 +290,7 @@ def resolve_project(project: Project, product: str | None = None, *,
         specs = _apply_partition_changes(project, chosen, specs)
     flash = flash_size if flash_size is not None else source.flash_size
     offset = table_offset if table_offset is not None else (source.table_offset or 0x8000)
-    table = place_partitions(specs, table_offset=offset, flash_size=flash)
+    table = place_partitions(specs, table_offset=offset, flash_size=flash, secure=secure)
     pairs = pair_nvs_keys(table, dict(source.nvs_keys_for))
     values: dict[str, NvsValues] = {}
     keys: dict[str, KeySpec] = {}

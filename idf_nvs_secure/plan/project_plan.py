@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..config.sdkconfig import read_config
-from ..formats.partition_table import parse_flash_size
+from ..formats.partition_table import parse_flash_size, secure_boot_check
 from ..inputs.project import Project, ResolvedProject, resolve_project
 from ..words import KeySource
 from .model import PlanIntent, SecurityPlan
@@ -44,6 +44,15 @@ def project_intent(resolved: ResolvedProject) -> PlanIntent:
                       generated_table=resolved.table, secure_partitions=secure)
 
 
+def secure_boot_rules(values: Mapping[str, object]) -> str | None:
+    """The ``--secure`` rules ESP-IDF's build applies to the table (gen_esp32part.py), when
+    the configuration says which Secure Boot version it uses (ESP-IDF's and the shipped
+    Kconfig model's always do; a guess of v1 would refuse Secure Boot V2's 4 KB apps)."""
+    if not ({"SECURE_BOOT_V1_ENABLED", "SECURE_BOOT_V2_ENABLED"} & set(values)):
+        return None
+    return secure_boot_check({f"CONFIG_{k}": v for k, v in values.items()})
+
+
 def plan_project(project: Project, product: str | None = None, *,
                  sdkconfig: Path | None = None, env: Mapping[str, str] | None = None,
                  build_dir: Path | None = None, defer_unset: bool = False) -> ProjectPlan:
@@ -58,7 +67,7 @@ def plan_project(project: Project, product: str | None = None, *,
     resolved = resolve_project(project, product, env=env,
                                table_offset=config.values.get("PARTITION_TABLE_OFFSET"),
                                flash_size=parse_flash_size(flash) if flash else None,
-                               defer_unset=defer_unset)
+                               defer_unset=defer_unset, secure=secure_boot_rules(config.values))
     security = plan_from_config(config, project.root, intent=project_intent(resolved), env=env)
     return ProjectPlan(resolved, security, plan_outputs(security, resolved))
 
