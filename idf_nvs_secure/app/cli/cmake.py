@@ -30,12 +30,12 @@ import click
 from ...build.artifacts import build_outputs
 from ...build.integration import BuildIntegration, plan_build_integration
 from ...errors import InputError, NvsSecureError
-from ...fsutil import output_lock, write_atomic, write_key_file, write_output_set
+from ...fsutil import write_atomic
 from ...inputs.partition_csv import format_partition_csv
 from ...inputs.project import PROJECT_FILE, Project, load_project, resolve_project
 from ...plan.project_plan import plan_project
 from ..stamp import write_stamp_spec
-from .outputs import OUTPUT_SET_MANIFEST, output_set_manifest
+from .outputs import write_build
 
 __all__ = ["commands", "cmake_file_text", "write_if_changed", "GENERATED_CSV_HEADER"]
 
@@ -278,12 +278,7 @@ def cmake_build_cmd(project_dir: Path, product: str | None, sdkconfig: Path | No
             hint="run `idf.py reconfigure` (or build again: the configure step re-runs)")
     build = build_outputs(planned, keystore=keystore,
                           kinds=tuple({o.kind for o in planned.outputs.device_outputs}))
-    with output_lock(out_dir):
-        for path, data in (build.new_keystore_files or {}).items():
-            write_key_file(path, data)
-        write_output_set(out_dir, [(a.name, a.data, a.secret) for a in build.artifacts],
-                         manifest=(OUTPUT_SET_MANIFEST, output_set_manifest(build)),
-                         owned=OUTPUT_SET_MANIFEST)
+    write_build(out_dir, build)
     for note in build.notes:
         click.echo(f"idf_nvs_secure: note: {note}")
     click.echo(f"idf_nvs_secure: wrote {', '.join(made)} (product {planned.outputs.label})")

@@ -12,10 +12,11 @@ from ..._version import __version__
 from ...build.artifacts import Build
 from ...errors import KeyMaterialError
 from ...formats.nvs_keys import key_fingerprint
+from ...fsutil import output_lock, write_key_file, write_output_set
 from ...inputs.keysource import DERIVATION_VERSION
 
 __all__ = ["OUTPUT_SET_FORMAT", "OUTPUT_SET_MANIFEST", "output_set_manifest",
-           "check_key_provenance"]
+           "check_key_provenance", "write_build"]
 
 OUTPUT_SET_FORMAT = "idf-nvs-secure-outputs/1"
 #: The manifest of an output set, written last, after every file of the set.
@@ -74,3 +75,18 @@ def check_key_provenance(out_dir: Path, manifest_name: str, build: Build, *,
             f"({comes}); devices flashed with the old keys could not read the new images",
             file=str(Path(out_dir) / artifact.name),
             hint="check NVS_MASTER_SECRET (or the key source); pass --force to replace the keys")
+
+
+def write_build(out_dir: Path, build: Build, *, force: bool | None = None) -> None:
+    """Write ``build`` into ``out_dir`` as one set, under the folder's lock: first the
+    keystore's new key material (never overwritten), then the set with its manifest.
+    ``force`` (not None): check the keys against the set already there first (None: the
+    folder is derived state, as a CMake build folder is)."""
+    with output_lock(out_dir):
+        if force is not None:
+            check_key_provenance(out_dir, OUTPUT_SET_MANIFEST, build, force=force)
+        for path, data in (build.new_keystore_files or {}).items():
+            write_key_file(path, data)
+        write_output_set(out_dir, [(a.name, a.data, a.secret) for a in build.artifacts],
+                         manifest=(OUTPUT_SET_MANIFEST, output_set_manifest(build)),
+                         owned=OUTPUT_SET_MANIFEST)

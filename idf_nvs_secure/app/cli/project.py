@@ -10,9 +10,8 @@ from pathlib import Path
 import click
 
 from ...build.artifacts import build_outputs
-from ...fsutil import output_lock, write_key_file, write_output_set
 from ...plan.project_plan import plan_project
-from .outputs import OUTPUT_SET_MANIFEST, check_key_provenance, output_set_manifest
+from .outputs import write_build
 from ...inputs.project import load_project, resolve_project
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
@@ -55,13 +54,7 @@ def build_cmd(project_dir: Path, product: str | None, out_dir: Path | None,
     build = build_outputs(planned, keystore=keystore or out_dir.parent / "keys")
     for note in build.notes:
         click.echo(f"note: {note}", err=True)
-    with output_lock(out_dir):
-        check_key_provenance(out_dir, OUTPUT_SET_MANIFEST, build, force=force)
-        for path, data in (build.new_keystore_files or {}).items():
-            write_key_file(path, data)
-        write_output_set(out_dir, [(a.name, a.data, a.secret) for a in build.artifacts],
-                         manifest=(OUTPUT_SET_MANIFEST, output_set_manifest(build)),
-                         owned=OUTPUT_SET_MANIFEST)
+    write_build(out_dir, build, force=force)
     for artifact in build.artifacts:
         where = f" at 0x{artifact.offset:x}" if artifact.offset is not None else ""
         note = f" ({artifact.note})" if artifact.note else ""
