@@ -55,7 +55,8 @@ def _consistent(out: Path) -> int:
     for folder in (out / "devices").iterdir():
         assert not folder.name.startswith("."), folder  # no half-built device left
         names = sorted(p.name for p in folder.iterdir())
-        assert names == ["device.json", "nvs.bin", "nvs_keys.bin"], (folder, names)
+        assert names == ["device.json", "flash_args", "flasher_args.json", "nvs.bin",
+                         "nvs_keys.bin"], (folder, names)
     return len(devices)
 
 
