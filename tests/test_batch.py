@@ -173,6 +173,19 @@ def test_each_device_folder_flashes_with_one_esptool_command(tmp_path):
     assert "--encrypt" not in text and "0x9000 nvs.bin" in text
 
 
+def test_json_reports_the_run(tmp_path):
+    project = make_project(tmp_path / "p", devices=3)
+    out = tmp_path / "out"
+    first = json.loads(batch(project, out, "--json").stdout)
+    assert (first["devices"], first["built"], first["skipped"], first["files"]) == (3, 3, 0, 6)
+    assert first["index"].endswith("index.csv") and first["product"] == "basic"
+    again = json.loads(batch(project, out, "--json").stdout)
+    assert (again["built"], again["skipped"]) == (0, 3)
+    assert again["inputs_sha256"] == first["inputs_sha256"]
+    assert json.loads((out / "index.json").read_text())["inputs_sha256"] == \
+        first["inputs_sha256"]
+
+
 def test_a_process_pool_gives_the_same_devices(tmp_path):
     project = make_project(tmp_path / "p", devices=40)
     assert batch(project, tmp_path / "one").exit_code == 0

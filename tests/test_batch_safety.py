@@ -170,3 +170,36 @@ def test_resume_trusts_sizes_and_verify_rehashes(tmp_path: Path) -> None:
     assert image.read_bytes() == good
     image.write_bytes(good[:-1])  # another size: found without --verify
     assert "(1 built, 2 already done)" in CliRunner().invoke(cli, args, env=ENV).output
+
+
+@pytest.mark.parametrize("moment", ["checking", "building"])
+def test_ctrl_c_ends_the_batch_quietly_and_resume_finishes_it(tmp_path: Path,
+                                                              moment: str) -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground process group, the pool's
+    workers included: the batch exits 130 with one line, no worker traceback, and a
+    re-run completes the batch."""
+    project = copy_example_project(tmp_path)
+    devices = _devices(tmp_path / "devices.csv", 4000)
+    out = tmp_path / "out"
+    run = subprocess.Popen(_argv(project, devices, out), env=_env(), start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    want = 100
+    while time.monotonic() < deadline and run.poll() is None:
+        if moment == "checking":
+            time.sleep(0.25)  # start-up and the workers' first pass over the CSV
+            break
+        if (out / "devices").is_dir() and sum(1 for _ in (out / "devices").iterdir()) > want:
+            break
+        time.sleep(0.002)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    if run.returncode == 0:  # finished before the signal came: nothing to check
+        pytest.skip("the batch finished before Ctrl-C")
+    assert run.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines() == ["error: interrupted"], err
+    again = subprocess.run(_argv(project, devices, out), env=_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert _consistent(out) == 4000
