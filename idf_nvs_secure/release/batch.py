@@ -109,6 +109,7 @@ class _State:
     verify: bool = False
     support_dir: str | None = None
     support: tuple[tuple[str, int, str], ...] = ()  # (name, size, sha256)
+    pack: tuple[str, int, str] | None = None  # packed layout: (file, device size, name)
 
 
 def _base_digest(batch: BatchPlan, columns: Sequence[Column], layouts) -> bytes:
@@ -301,6 +302,28 @@ def _build_chunk(index: int) -> tuple[str, int, int, tuple | None]:
             error)
 
 
+_PACK_FDS: dict[str, int] = {}  # the pack each process writes into, by path
+
+
+def _pack_chunk(index: int) -> tuple[str, int, tuple | None]:
+    """Build a chunk's devices into the pack in a worker: (index rows, devices, error)."""
+    from .packed import pack_chunk
+
+    state = _STATE
+    assert state is not None and state.pack is not None
+    path, size, name = state.pack
+    try:
+        fd = _PACK_FDS.get(path)
+        if fd is None:
+            fd = _PACK_FDS[path] = os.open(path, os.O_WRONLY)
+        text, count = pack_chunk(state, index, fd, size, name)
+    except NvsSecureError as exc:
+        return "", 0, _error(exc)
+    except OSError as exc:
+        return "", 0, ("InputError", f"{os_error(exc, name).message}", None, None)
+    return text, count, None
+
+
 def _cell(text: str) -> str:
     """A CSV cell a spreadsheet shows as text: one that starts with ``=``, ``+``, ``-``,
     ``@``, a tab or a carriage return gets a leading ``'`` (OWASP's CSV-injection
@@ -393,13 +416,18 @@ def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int 
               shard: tuple[int, int] = (1, 1),
               progress: Callable[[int, int], None] | None = None,
               rng: Callable[[int], bytes] = secrets.token_bytes,
-              verify: bool = False) -> BatchResult:
+              verify: bool = False, layout: str = "folders") -> BatchResult:
     """Build the devices of ``table`` (this shard's) into ``out_dir/devices`` with
     ``jobs`` processes and write the shard's index; ``progress(done, total)`` is called
     as chunks finish.  Every row is read and checked before anything is written.  A
     finished run of the same inputs whose files have their recorded sizes is done;
     otherwise devices already built from the same inputs (and whose files have their
-    recorded sizes; with ``verify``, their SHA-256) are skipped."""
+    recorded sizes; with ``verify``, their SHA-256) are skipped.
+
+    ``layout``: ``"folders"`` (a folder per device) or ``"packed"`` (one file per shard
+    and an index of offsets: :mod:`.packed`)."""
+    if layout not in ("folders", "packed"):
+        raise InputError(f"unknown batch layout {layout!r}", hint="folders or packed")
     k, n = shard
     out_dir = Path(out_dir)
     maker = ImageMaker(batch, table.columns)
@@ -418,6 +446,11 @@ def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int 
             digest.update(part)
         inputs = digest.hexdigest()
     with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}", wait_orphans=True):
+        if layout == "packed":
+            from .packed import run_packed
+
+            return run_packed(state, out_dir, jobs=jobs, total=total, inputs=inputs,
+                              progress=progress)
         return _run_locked(state, out_dir, jobs=jobs, total=total, inputs=inputs,
                            progress=progress)
 

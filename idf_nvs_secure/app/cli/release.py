@@ -112,11 +112,16 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
 @click.option("--verify", is_flag=True,
               help="On resume, re-read and re-hash every device's files (default: their "
                    "recorded sizes and inputs decide).")
+@click.option("--layout", type=click.Choice(["folders", "packed"]), default="folders",
+              show_default=True,
+              help="folders: a folder per device; packed: one devices.bin per shard with "
+                   "an index of offsets, for stations that flash from it.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the result as JSON (devices, built, skipped, index, ...).")
 def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Path,
               sdkconfig: Path | None, build_dir: Path | None, master_secret_file: Path | None,
-              jobs: int | None, shard: str | None, verify: bool, as_json: bool) -> None:
+              jobs: int | None, shard: str | None, verify: bool, layout: str,
+              as_json: bool) -> None:
     """Build per-device NVS images and keys for a manufacturing batch.
 
     Each device gets a folder under OUT_DIR/devices with its images, keys, flash_args
@@ -149,14 +154,16 @@ def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Pa
                                 rate=f"{done / elapsed:,.0f}/s" if elapsed else "")
 
             result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec,
-                               progress=advance, verify=verify)
+                               progress=advance, verify=verify, layout=layout)
     else:
-        result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec, verify=verify)
+        result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec, verify=verify,
+                           layout=layout)
     elapsed = time.perf_counter() - started
     count = result.built + result.skipped
     if as_json:
         click.echo(json.dumps({
-            "product": batch.product, "shard": list(shard_spec), "devices": count,
+            "product": batch.product, "shard": list(shard_spec), "layout": layout,
+            "devices": count,
             "built": result.built, "skipped": result.skipped, "files": result.files,
             "index": display_path(result.index), "inputs_sha256": result.inputs_sha256,
             "out_dir": display_path(out_dir), "seconds": round(elapsed, 3)}, indent=2))
