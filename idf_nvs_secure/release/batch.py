@@ -36,6 +36,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,6 +56,7 @@ from .devices_csv import (
     parse_shard,
 )
 from .jobs import BatchPlan, PartitionJob, plan_batch
+from .packed import pack_chunk, run_packed
 
 __all__ = [
     "DEVICE_ID_COLUMN",
@@ -307,8 +309,6 @@ _PACK_FDS: dict[str, int] = {}  # the pack each process writes into, by path
 
 def _pack_chunk(index: int) -> tuple[str, int, tuple | None]:
     """Build a chunk's devices into the pack in a worker: (index rows, devices, error)."""
-    from .packed import pack_chunk
-
     state = _STATE
     assert state is not None and state.pack is not None
     path, size, name = state.pack
@@ -447,10 +447,8 @@ def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int 
         inputs = digest.hexdigest()
     with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}", wait_orphans=True):
         if layout == "packed":
-            from .packed import run_packed
-
             return run_packed(state, out_dir, jobs=jobs, total=total, inputs=inputs,
-                              progress=progress)
+                              progress=progress, pool=sys.modules[__name__])
         return _run_locked(state, out_dir, jobs=jobs, total=total, inputs=inputs,
                            progress=progress)
 

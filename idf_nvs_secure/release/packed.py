@@ -26,15 +26,12 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from ..errors import InputError
 from ..fsutil import os_error, write_atomic
 from ..words import KeySource
 from .device_files import device_outputs
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .batch import BatchResult, _State
 
 __all__ = ["PACK_INDEX_COLUMNS", "pack_name", "read_packed_device"]
 
@@ -73,7 +70,7 @@ def _flag(value) -> str:
     return "" if value is None else "true" if value else "false"
 
 
-def pack_chunk(state: "_State", index: int, fd: int, device_size: int, name: str
+def pack_chunk(state: Any, index: int, fd: int, device_size: int, name: str
                ) -> tuple[str, int]:
     """Build a chunk's devices into the pack (open as ``fd``) at their places: (index
     rows, devices)."""
@@ -101,10 +98,10 @@ def pack_chunk(state: "_State", index: int, fd: int, device_size: int, name: str
     return out.getvalue(), done
 
 
-def run_packed(state: "_State", out_dir: Path, *, jobs: int, total: int, inputs: str,
-               progress: Callable[[int, int], None] | None) -> "BatchResult":
-    """Build this shard's devices into its pack and index (the lock is held)."""
-    from .batch import BatchResult, _pack_chunk, _PACK_FDS, _raise, _Workers
+def run_packed(state: Any, out_dir: Path, *, jobs: int, total: int, inputs: str,
+               progress: Callable[[int, int], None] | None, pool: Any) -> Any:
+    """Build this shard's devices into its pack and index (the lock is held).  ``pool``
+    is :mod:`.batch` (its worker pool, chunk function, error mapping and result)."""
 
     if any(j.key_source == KeySource.GENERATE for j in state.batch.jobs):
         raise InputError("the packed layout rebuilds a whole shard, and keys of source "
@@ -124,7 +121,7 @@ def run_packed(state: "_State", out_dir: Path, *, jobs: int, total: int, inputs:
                 and pack.stat().st_size == device_size * total):
             if progress is not None:
                 progress(total, total)
-            return BatchResult(0, total, index, inputs, total, record["files"])
+            return pool.BatchResult(0, total, index, inputs, total, record["files"])
     except (OSError, ValueError, AttributeError):
         pass
     try:
@@ -144,11 +141,11 @@ def run_packed(state: "_State", out_dir: Path, *, jobs: int, total: int, inputs:
     try:
         with os.fdopen(index_fd, "w", newline="") as fh:
             fh.write(",".join(PACK_INDEX_COLUMNS) + "\n")
-            with _Workers(jobs, replace(state, pack=(tmp, device_size, pack.name))) as workers:
-                for text, count, error in workers.map(_pack_chunk,
+            with pool._Workers(jobs, replace(state, pack=(tmp, device_size, pack.name))) as workers:
+                for text, count, error in workers.map(pool._pack_chunk,
                                                       range(len(state.table.chunks))):
                     if error is not None:
-                        _raise(error, state.table)
+                        pool._raise(error, state.table)
                     fh.write(text)
                     lines += text.count("\n")
                     done += count
@@ -172,7 +169,7 @@ def run_packed(state: "_State", out_dir: Path, *, jobs: int, total: int, inputs:
             raise os_error(exc, pack) from None
         raise
     finally:
-        fd = _PACK_FDS.pop(tmp, None)
+        fd = pool._PACK_FDS.pop(tmp, None)
         if fd is not None:
             os.close(fd)
-    return BatchResult(done, 0, index, inputs, done, lines)
+    return pool.BatchResult(done, 0, index, inputs, done, lines)
