@@ -143,3 +143,14 @@ def test_the_api_refuses_an_unknown_layout(tmp_path):
     with pytest.raises(Exception, match="layout"):
         run_batch(work, load_devices(project.root / "devices.csv", work), tmp_path / "o",
                   layout="zip")
+
+
+def test_the_shipped_schemas_are_valid_schemas():
+    """Start-up no longer checks them (it cost ~60 ms of every command): this does."""
+    import jsonschema
+
+    from idf_nvs_secure.inputs.schemas import SCHEMA_KINDS, load_schema
+
+    for kind in SCHEMA_KINDS:
+        schema = load_schema(kind)
+        jsonschema.validators.validator_for(schema).check_schema(schema)
