@@ -16,7 +16,6 @@ product's value for every device).  Every error names the CSV line.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: ``[partition/]namespace.key[:type]``
 _HEADER = re.compile(r"(?:(?P<part>[^/]+)/)?(?P<ns>[^.:/]+)\.(?P<key>[^:]+)"
                      r"(?::(?P<type>\w+))?")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # as textcheck.control_character
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
 #: Device rows per chunk: the unit a worker reads, checks and builds.
 CHUNK_ROWS = 250
 
@@ -288,9 +289,12 @@ def _records(text: str, first_line: int = 1):
     position = 0
     line = first_line - 1
 
-    def lines():
+    def lines():  # as io.StringIO(text, newline="") splits them, without its copy
         nonlocal position, line
-        for physical in io.StringIO(text, newline=""):
+        for match in _LINE.finditer(text):
+            physical = match[0]
+            if not physical:
+                return
             position += len(physical)
             line += 1
             yield physical
@@ -313,7 +317,7 @@ def load_devices(path: Path, batch: BatchPlan, *, display: str | None = None,
     header: list[str] | None = None
     columns: list[Column] = []
     chunks: list[Chunk] = []
-    seen: set[str] = set()
+    seen: set[int] = set()
     id_index = 0
     start_offset = 0
     count = 0
@@ -339,19 +343,21 @@ def load_devices(path: Path, batch: BatchPlan, *, display: str | None = None,
             raise InputError(f"{len(record)} cells, but the header has {len(header)} columns",
                              **where)
         device = record[id_index].strip()
-        bad = control_character(record[id_index])
+        bad = _CONTROL.search(record[id_index]) and control_character(record[id_index])
         if bad:
             raise InputError(f"device id {device!r} contains a control character ({bad})",
                              **where)
         if not _DEVICE_ID.fullmatch(device):
             raise InputError(f"device id {device!r} is not 1..64 letters, digits, '.', '_' "
                              f"or '-' (starting with a letter or digit)", **where)
-        if device in seen:
+        key = hash(device)  # ints, not the ids: less memory for big tables
+        if key in seen:
             first = next(ln for rec, ln, _ in _records(text)
                          if len(rec) > id_index and rec[id_index].strip() == device)
-            raise InputError(f"duplicate device id {device!r} (first on line {first})",
-                             **where)
-        seen.add(device)
+            if first != line:  # (else two ids share a hash: no duplicate)
+                raise InputError(f"duplicate device id {device!r} (first on line {first})",
+                                 **where)
+        seen.add(key)
         if chunk is None:
             chunk = [start_offset, line, count, 0]
         chunk[3] += 1
