@@ -186,9 +186,12 @@ def test_ctrl_c_ends_the_batch_quietly_and_resume_finishes_it(tmp_path: Path,
     deadline = time.monotonic() + 30
     want = 100
     while time.monotonic() < deadline and run.poll() is None:
-        if moment == "checking":
-            time.sleep(0.25)  # start-up and the workers' first pass over the CSV
-            break
+        if moment == "checking":  # the pool is up: the workers' first pass over the CSV
+            children = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+            if children.exists() and len(children.read_text().split()) >= 2:
+                break
+            time.sleep(0.002)
+            continue
         if (out / "devices").is_dir() and sum(1 for _ in (out / "devices").iterdir()) > want:
             break
         time.sleep(0.002)
