@@ -154,3 +154,27 @@ def test_the_shipped_schemas_are_valid_schemas():
     for kind in SCHEMA_KINDS:
         schema = load_schema(kind)
         jsonschema.validators.validator_for(schema).check_schema(schema)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 250])
+def test_chunks_read_like_the_whole_table_and_name_the_right_line(tmp_path, chunk_rows):
+    """Workers read chunks of the CSV: blank lines, CRLF and a quoted line break at
+    chunk edges change neither the rows nor the line an error names."""
+    from idf_nvs_secure.errors import InputError
+
+    rows = [HEADER, "D1,S1,1,certs/d1.der", "", "  ", 'D2,"two\nlines",2,certs/d2.der',
+            "", "D3,S3,3,certs/d3.der\r", "D4,S4,4,certs/d4.der"]
+    project = make_project(tmp_path / "p", devices=4, rows=rows)
+    load = load_project(project)
+    resolved, plan = plan_for_project(load, "basic", env=ENV)
+    work = plan_batch(resolved, plan, env=ENV)
+    table = load_devices(project / "devices.csv", work, chunk_rows=chunk_rows)
+    assert [(d, line, v[:2]) for d, line, v in table.rows] == [
+        ("D1", 2, ("S1", 1)), ("D2", 5, ("two\nlines", 2)), ("D3", 8, ("S3", 3)),
+        ("D4", 9, ("S4", 4))]
+    (project / "devices.csv").write_text("\n".join(rows[:-1] + ["D4,S4,x,certs/d4.der"]) +
+                                         "\n")
+    table = load_devices(project / "devices.csv", work, chunk_rows=chunk_rows)
+    with pytest.raises(InputError) as info:
+        table.rows
+    assert info.value.line == 9 and "'x' is not a whole number" in info.value.message

@@ -93,7 +93,7 @@ class DeviceTable:
         cells = [_reader(c, self.base_dir) for c in self.columns]
         id_index = _id_index(self.columns)
         row = chunk.row
-        for record, line, _ in _records(self.text[chunk.start:chunk.end], chunk.line):
+        for record, line, _, _ in _records(self.text[chunk.start:chunk.end], chunk.line):
             row += 1
             if n != 1 and (row - 1) % n != k - 1:
                 continue
@@ -283,9 +283,9 @@ def _size_key(columns: Sequence[Column], values: Sequence[Any]) -> tuple:
 
 
 def _records(text: str, first_line: int = 1):
-    """``(record, first line, end offset)`` of each non-blank CSV record of ``text``;
-    lines are numbered from ``first_line`` and offsets are ``text``'s (a record may
-    span lines: a quoted cell can hold a line break)."""
+    """``(record, first line, start offset, end offset)`` of each non-blank CSV record
+    of ``text``; lines are numbered from ``first_line`` and offsets are ``text``'s (a
+    record may span lines: a quoted cell can hold a line break)."""
     position = 0
     line = first_line - 1
 
@@ -299,11 +299,11 @@ def _records(text: str, first_line: int = 1):
             line += 1
             yield physical
 
-    start = first_line
+    start, start_position = first_line, 0
     for record in csv.reader(lines()):
         if record and any(cell.strip() for cell in record):
-            yield record, start, position
-        start = line + 1
+            yield record, start, start_position, position
+        start, start_position = line + 1, position
 
 
 def load_devices(path: Path, batch: BatchPlan, *, display: str | None = None,
@@ -319,10 +319,10 @@ def load_devices(path: Path, batch: BatchPlan, *, display: str | None = None,
     chunks: list[Chunk] = []
     seen: set[int] = set()
     id_index = 0
-    start_offset = 0
+    last_end = 0
     count = 0
     chunk: list[int] | None = None  # [start offset, first line, first row, rows]
-    for record, line, end in _records(text):
+    for record, line, begin, end in _records(text):
         where = {"file": name, "line": line}
         if header is None:
             header = [h.strip() for h in record]
@@ -337,7 +337,7 @@ def load_devices(path: Path, batch: BatchPlan, *, display: str | None = None,
                 if h in header[:i]:
                     raise InputError(f"column {h!r} appears twice", **where)
                 columns.append(_column(batch, h, i, where))
-            start_offset = end
+            last_end = end
             continue
         if len(record) != len(header):
             raise InputError(f"{len(record)} cells, but the header has {len(header)} columns",
@@ -352,24 +352,24 @@ def load_devices(path: Path, batch: BatchPlan, *, display: str | None = None,
                              f"or '-' (starting with a letter or digit)", **where)
         key = hash(device)  # ints, not the ids: less memory for big tables
         if key in seen:
-            first = next(ln for rec, ln, _ in _records(text)
+            first = next(ln for rec, ln, _, _ in _records(text)
                          if len(rec) > id_index and rec[id_index].strip() == device)
             if first != line:  # (else two ids share a hash: no duplicate)
                 raise InputError(f"duplicate device id {device!r} (first on line {first})",
                                  **where)
         seen.add(key)
-        if chunk is None:
-            chunk = [start_offset, line, count, 0]
+        if chunk is None:  # from the record itself: no blank line before it
+            chunk = [begin, line, count, 0]
         chunk[3] += 1
         count += 1
-        start_offset = end
+        last_end = end
         if chunk[3] == chunk_rows:
             chunks.append(Chunk(chunk[0], end, chunk[1], chunk[2], chunk[3]))
             chunk = None
     if header is None:
         raise InputError("the devices CSV is empty", file=name)
     if chunk is not None:
-        chunks.append(Chunk(chunk[0], start_offset, chunk[1], chunk[2], chunk[3]))
+        chunks.append(Chunk(chunk[0], last_end, chunk[1], chunk[2], chunk[3]))
     return DeviceTable(name, tuple(columns), text, tuple(chunks), count,
                        str(Path(path).parent))
 

@@ -8,18 +8,24 @@ Lines:
   esp-idf-nvs-partition-gen's API, encrypted and plain, in one process each;
 * the single-image CLI (``idf-nvs-secure nvs build``) against the reference CLI
   (``python -m esp_idf_nvs_partition_gen encrypt``), whole processes;
-* an 8 MB encrypted image's time over a 1 MB one's (linear is about 8);
+* an 8 MB encrypted image's time over a 1 MB one's (linear is about 8): its
+  encryption alone and the whole build;
 * the whole ``batch`` command (example project, product ``pro``, 64 KB NVS) against a
   reference loop that does the same work and writes the same files: it reads and
   checks the same devices CSV, derives each device's keys with the same HKDF, builds
   the image with the reference generator's API, writes nvs.bin, nvs_keys.bin and a
   device record with the SHA-256 of each, and an index; both sides with the same
-  number of processes (2), encrypted and plain;
+  number of processes (2), encrypted and plain; then both with the packed layout
+  (``--layout packed``: one devices.bin and an index of offsets; the reference loop
+  writes the same pack);
 * resuming a finished batch as a share of a full build;
 * peak RSS of the batch command at two sizes (5,000 and 50,000 devices by default).
 
-The last line is ``speedup: N.Nx``: the whole batch command, encrypted.  Not a test
-(pytest collects test_*.py only); the reference package is a test-only dependency.
+Each whole-batch line also gives both sides' CPU time (user + system of the process
+tree), steadier than wall time on a shared machine.  The last line is
+``speedup: N.Nx``: the whole batch command, encrypted, today's files, wall time.
+Not a test (pytest collects test_*.py only); the reference package is a test-only
+dependency.
 """
 
 from __future__ import annotations
@@ -196,6 +202,13 @@ def ours_batch(project: Path, table: Path, out: Path, layout: str = "folders") -
     return time.perf_counter() - start
 
 
+def _child_cpu() -> float:
+    """User + system CPU seconds of finished child processes (and their children): on a
+    shared machine a steadier measure than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 _REF: dict = {}
 
 
@@ -303,19 +316,23 @@ def whole_batch(tmp: Path, devices: int) -> float:
         project, table = make_project(root, devices, encrypted)
         ours_out, ref_out = root / "ours", root / "ref"
         ref_out.mkdir()
+        cpu0 = _child_cpu()
         t_ours = ours_batch(project, table, ours_out, layout)
+        cpu1 = _child_cpu()
         start = time.perf_counter()  # the reference loop as a whole process too
         subprocess.run([PY, __file__, "--reference-batch", str(project), str(table),
                         str(ref_out), "1" if encrypted else "0", layout], check=True,
                        env=_env())
         t_ref = time.perf_counter() - start
+        cpu_ours, cpu_ref = cpu1 - cpu0, _child_cpu() - cpu1
         _same_devices(ours_out, ref_out, devices, encrypted, layout == "packed")
         speedups[label, layout] = t_ref / t_ours
         what = ("today's files per device" if layout == "folders" else
                 "packed: one devices.bin and an index of offsets")
         print(f"whole batch command, {devices} devices, {label}, {what}, {JOBS} processes "
               f"each: idf_nvs_secure {t_ours:.2f} s, reference loop {t_ref:.2f} s: "
-              f"{t_ref / t_ours:.1f}x", flush=True)
+              f"{t_ref / t_ours:.1f}x (CPU time {cpu_ours:.2f} s vs {cpu_ref:.2f} s: "
+              f"{cpu_ref / cpu_ours:.1f}x)", flush=True)
         if encrypted and layout == "folders":
             t_resume = ours_batch(project, table, ours_out)
             print(f"resume of a finished batch: {t_resume:.2f} s, "
