@@ -21,8 +21,10 @@ and writes each device into a hidden ``devices/.tmp-K-of-N-<id>`` directory rena
 place, so no half-written device directory ever looks complete.  ``shard=(K, N)`` takes
 devices K-1, K-1+N, ... (0-based CSV order) so N machines split a batch without
 coordination; each writes ``index-K-of-N.csv`` (``index.csv`` unsharded), one row per
-flashed file, and next to it ``index-K-of-N.json``, the finished run's inputs digest.  Images are laid out once per value-length layout and refilled per device
-(:mod:`.formats.nvs_template`).
+flashed file, and next to it ``index-K-of-N.json``, the finished run's inputs digest.
+Images are laid out once per value-length layout and refilled per device
+(:mod:`.formats.nvs_template`); ``layout="packed"`` writes one file per shard instead
+(:mod:`.packed`).
 """
 
 from __future__ import annotations
@@ -31,18 +33,15 @@ import csv
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import secrets
 import shutil
-import signal
-import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import CapacityError, InputError, KeyMaterialError, NvsSecureError
+from ..errors import InputError, KeyMaterialError, NvsSecureError
 from ..fsutil import os_error, output_lock, write_atomic
 from ..inputs.keysource import DERIVATION_VERSION
 from ..words import KeySource
@@ -55,8 +54,9 @@ from .devices_csv import (
     load_devices,
     parse_shard,
 )
+from . import pool
 from .jobs import BatchPlan, PartitionJob, plan_batch
-from .packed import pack_chunk, run_packed
+from .packed import run_packed
 
 __all__ = [
     "DEVICE_ID_COLUMN",
@@ -173,34 +173,6 @@ def _read_record(folder: str, verify: bool = False) -> dict | None:
         return None
 
 
-_STATE: _State | None = None
-
-
-def _end_with_parent() -> None:
-    """Make this worker die with the batch's parent process (Linux: PR_SET_PDEATHSIG),
-    so a killed batch never keeps writing; and leave Ctrl-C to the parent, which ends
-    the pool (no worker prints a KeyboardInterrupt traceback).  The parent blocks
-    SIGINT while it forks, so a Ctrl-C before this runs waits until it is ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _init_worker(state: _State) -> None:
-    global _STATE
-    _end_with_parent()
-    _STATE = state
-
-
 def _record_items(state: _State, files) -> list[dict]:
     items = [{"name": n, "partition": p, "offset": None if o is None else f"{o:#x}",
               "size": len(d), "sha256": hashlib.sha256(d).hexdigest(), "secret": s,
@@ -259,18 +231,12 @@ def _build_device(state: _State, device: str, line: int, values: Sequence[Any]):
     return device, items, True
 
 
-def _error(exc: NvsSecureError, line: int | None = None) -> tuple:
-    """An error as data (exceptions with keyword fields do not survive pickling)."""
-    return type(exc).__name__, exc.message, exc.line or line, exc.hint
-
-
 _TRIED: set = set()  # value-length layouts whose capacity this process checked
 
 
 def _check_chunk(index: int) -> tuple[bytes, tuple | None]:
     """Read and check a chunk's rows in a worker: (digest of the rows' inputs, error)."""
-    state = _STATE
-    assert state is not None
+    state = pool.state()
     h = hashlib.sha256()
     try:
         for device, line, values in state.table.read(state.table.chunks[index], state.shard):
@@ -278,14 +244,13 @@ def _check_chunk(index: int) -> tuple[bytes, tuple | None]:
                            state.maker.layouts, _TRIED)
             h.update(_inputs_digest(state, device, values).encode())
     except NvsSecureError as exc:
-        return b"", _error(exc)
+        return b"", pool.error_data(exc)
     return h.digest(), None
 
 
 def _build_chunk(index: int) -> tuple[str, int, int, tuple | None]:
     """Build a chunk's devices in a worker: (its index rows, devices, built, error)."""
-    state = _STATE
-    assert state is not None
+    state = pool.state()
     done = []
     error = None
     line = None
@@ -293,7 +258,7 @@ def _build_chunk(index: int) -> tuple[str, int, int, tuple | None]:
         for device, line, values in state.table.read(state.table.chunks[index], state.shard):
             done.append(_build_device(state, device, line, values))
     except NvsSecureError as exc:
-        error = _error(exc, line)
+        error = pool.error_data(exc, line)
     except OSError as exc:
         name = os.path.basename(exc.filename) if exc.filename else RECORD
         exc.filename = None
@@ -302,26 +267,6 @@ def _build_chunk(index: int) -> tuple[str, int, int, tuple | None]:
                  None)
     return (_index_text(done, header=False), len(done), sum(1 for d in done if d[2]),
             error)
-
-
-_PACK_FDS: dict[str, int] = {}  # the pack each process writes into, by path
-
-
-def _pack_chunk(index: int) -> tuple[str, int, tuple | None]:
-    """Build a chunk's devices into the pack in a worker: (index rows, devices, error)."""
-    state = _STATE
-    assert state is not None and state.pack is not None
-    path, size, name = state.pack
-    try:
-        fd = _PACK_FDS.get(path)
-        if fd is None:
-            fd = _PACK_FDS[path] = os.open(path, os.O_WRONLY)
-        text, count = pack_chunk(state, index, fd, size, name)
-    except NvsSecureError as exc:
-        return "", 0, _error(exc)
-    except OSError as exc:
-        return "", 0, ("InputError", f"{os_error(exc, name).message}", None, None)
-    return text, count, None
 
 
 def _cell(text: str) -> str:
@@ -369,49 +314,6 @@ def _recover(devices_dir: Path, tag: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _raise(error: tuple, table: DeviceTable) -> None:
-    kind, message, line, hint = error
-    cls = {"KeyMaterialError": KeyMaterialError, "CapacityError": CapacityError}.get(
-        kind, InputError)
-    raise cls(message, file=table.file, line=line, hint=hint)
-
-
-class _Workers:
-    """``map(fn, items)`` in order, in this process (jobs 1) or a process pool whose
-    workers ignore Ctrl-C and die with their parent."""
-
-    def __init__(self, jobs: int, state: _State) -> None:
-        self.jobs, self.state, self.pool = jobs, state, None
-
-    def __enter__(self) -> "_Workers":
-        global _STATE
-        if self.jobs == 1:
-            self.saved, _STATE = _STATE, self.state
-            return self
-        # Block Ctrl-C while forking: a worker starts with SIGINT blocked and ignores it
-        # before unblocking (the parent gets it and ends the pool).
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            self.pool = multiprocessing.get_context().Pool(self.jobs, _init_worker,
-                                                           (self.state,))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        return self
-
-    def map(self, fn, items):
-        if self.pool is None:
-            return map(fn, items)
-        return self.pool.imap(fn, items)
-
-    def __exit__(self, *exc) -> None:
-        global _STATE
-        if self.pool is None:
-            _STATE = self.saved
-        else:
-            self.pool.terminate()
-            self.pool.join()
-
-
 def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int = 1,
               shard: tuple[int, int] = (1, 1),
               progress: Callable[[int, int], None] | None = None,
@@ -438,17 +340,17 @@ def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int 
     total = len(range(k - 1, table.count, n))
     chunks = range(len(table.chunks))
     jobs = max(1, min(jobs, len(table.chunks)))
-    with _Workers(jobs, state) as workers:
+    with pool.Workers(jobs, state) as workers:
         digest = hashlib.sha256(state.base_digest + tag.encode())
         for part, error in workers.map(_check_chunk, chunks):
             if error is not None:
-                _raise(error, table)
+                pool.raise_error(error, table.file)
             digest.update(part)
         inputs = digest.hexdigest()
     with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}", wait_orphans=True):
         if layout == "packed":
             return run_packed(state, out_dir, jobs=jobs, total=total, inputs=inputs,
-                              progress=progress, pool=sys.modules[__name__])
+                              progress=progress, result=BatchResult)
         return _run_locked(state, out_dir, jobs=jobs, total=total, inputs=inputs,
                            progress=progress)
 
@@ -512,7 +414,7 @@ def _run_locked(state: _State, out_dir: Path, *, jobs: int, total: int, inputs: 
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(",".join(INDEX_COLUMNS) + "\n")
-            with _Workers(jobs, state) as workers:
+            with pool.Workers(jobs, state) as workers:
                 for text, count, made, error in workers.map(_build_chunk,
                                                             range(len(table.chunks))):
                     fh.write(text)
@@ -522,7 +424,7 @@ def _run_locked(state: _State, out_dir: Path, *, jobs: int, total: int, inputs: 
                     if progress is not None:
                         progress(done, total)
                     if error is not None:
-                        _raise(error, table)
+                        pool.raise_error(error, table.file)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, index)

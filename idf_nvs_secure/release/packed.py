@@ -28,10 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..errors import InputError, NvsSecureError
 from ..fsutil import os_error, write_atomic
 from ..words import KeySource
 from .device_files import device_outputs
+from .pool import Workers, error_data, raise_error, state as worker_state
 
 __all__ = ["PACK_INDEX_COLUMNS", "pack_name", "read_packed_device"]
 
@@ -98,11 +99,30 @@ def pack_chunk(state: Any, index: int, fd: int, device_size: int, name: str
     return out.getvalue(), done
 
 
-def run_packed(state: Any, out_dir: Path, *, jobs: int, total: int, inputs: str,
-               progress: Callable[[int, int], None] | None, pool: Any) -> Any:
-    """Build this shard's devices into its pack and index (the lock is held).  ``pool``
-    is :mod:`.batch` (its worker pool, chunk function, error mapping and result)."""
+_PACK_FDS: dict[str, int] = {}  # the pack each process writes into, by path
 
+
+def _pack_chunk(index: int) -> tuple[str, int, tuple | None]:
+    """Build a chunk's devices into the pack in a worker: (index rows, devices, error)."""
+    state = worker_state()
+    assert state.pack is not None
+    path, size, name = state.pack
+    try:
+        fd = _PACK_FDS.get(path)
+        if fd is None:
+            fd = _PACK_FDS[path] = os.open(path, os.O_WRONLY)
+        text, count = pack_chunk(state, index, fd, size, name)
+    except NvsSecureError as exc:
+        return "", 0, error_data(exc)
+    except OSError as exc:
+        return "", 0, ("InputError", os_error(exc, name).message, None, None)
+    return text, count, None
+
+
+def run_packed(state: Any, out_dir: Path, *, jobs: int, total: int, inputs: str,
+               progress: Callable[[int, int], None] | None, result: Callable) -> Any:
+    """Build this shard's devices into its pack and index (the lock is held); returns
+    ``result(built, skipped, index, inputs, devices, files)``."""
     if any(j.key_source == KeySource.GENERATE for j in state.batch.jobs):
         raise InputError("the packed layout rebuilds a whole shard, and keys of source "
                          "'generate' are never made twice",
@@ -121,7 +141,7 @@ def run_packed(state: Any, out_dir: Path, *, jobs: int, total: int, inputs: str,
                 and pack.stat().st_size == device_size * total):
             if progress is not None:
                 progress(total, total)
-            return pool.BatchResult(0, total, index, inputs, total, record["files"])
+            return result(0, total, index, inputs, total, record["files"])
     except (OSError, ValueError, AttributeError):
         pass
     try:
@@ -141,11 +161,11 @@ def run_packed(state: Any, out_dir: Path, *, jobs: int, total: int, inputs: str,
     try:
         with os.fdopen(index_fd, "w", newline="") as fh:
             fh.write(",".join(PACK_INDEX_COLUMNS) + "\n")
-            with pool._Workers(jobs, replace(state, pack=(tmp, device_size, pack.name))) as workers:
-                for text, count, error in workers.map(pool._pack_chunk,
+            with Workers(jobs, replace(state, pack=(tmp, device_size, pack.name))) as workers:
+                for text, count, error in workers.map(_pack_chunk,
                                                       range(len(state.table.chunks))):
                     if error is not None:
-                        pool._raise(error, state.table)
+                        raise_error(error, state.table.file)
                     fh.write(text)
                     lines += text.count("\n")
                     done += count
@@ -169,7 +189,7 @@ def run_packed(state: Any, out_dir: Path, *, jobs: int, total: int, inputs: str,
             raise os_error(exc, pack) from None
         raise
     finally:
-        fd = pool._PACK_FDS.pop(tmp, None)
+        fd = _PACK_FDS.pop(tmp, None)
         if fd is not None:
             os.close(fd)
-    return pool.BatchResult(done, 0, index, inputs, done, lines)
+    return result(done, 0, index, inputs, done, lines)
