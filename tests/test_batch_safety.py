@@ -206,3 +206,24 @@ def test_ctrl_c_ends_the_batch_quietly_and_resume_finishes_it(tmp_path: Path,
                            text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert _consistent(out) == 4000
+
+
+def test_a_finished_run_of_the_same_csv_is_not_read_again(tmp_path: Path, monkeypatch) -> None:
+    """Resume of a finished batch: the same plan and CSV text (no cell naming a file)
+    need only the files' sizes, not a second pass over the rows."""
+    project = copy_example_project(tmp_path)
+    devices = _devices(tmp_path / "devices.csv", 30)
+    out = tmp_path / "out"
+    args = ["batch", str(project), "--product", "pro", "--devices", str(devices), "-o", str(out),
+            "-j", "1"]
+    assert CliRunner().invoke(cli, args, env=ENV).exit_code == 0
+    read = []
+    real = batch_module._check_chunk
+    monkeypatch.setattr(batch_module, "_check_chunk", lambda i: read.append(i) or real(i))
+    assert "(0 built, 30 already done)" in CliRunner().invoke(cli, args, env=ENV).output
+    assert read == []
+    (out / "devices" / "SN-00003" / "nvs.bin").write_bytes(b"short")  # another size
+    assert "(1 built, 29 already done)" in CliRunner().invoke(cli, args, env=ENV).output
+    assert read  # the rows were read this time
+    devices.write_text(devices.read_text().replace("ESP-00004", "ESP-00444"))
+    assert "(1 built, 29 already done)" in CliRunner().invoke(cli, args, env=ENV).output
