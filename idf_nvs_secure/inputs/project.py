@@ -51,6 +51,7 @@ __all__ = [
     "ResolvedProject",
     "load_project",
     "resolve_project",
+    "unset_text",
 ]
 
 PROJECT_FILE = "nvs_secure.yaml"
@@ -220,6 +221,11 @@ def load_project(path: Path) -> Project:
         nvs=nvs, products=products, default_product=default, doc=doc)
 
 
+def unset_text(variable: str) -> str:
+    """What a value from the unset environment variable ``variable`` shows."""
+    return f"<env {variable}: unset>"
+
+
 @dataclass
 class ResolvedProject:
     """A project with its product applied and every input read."""
@@ -235,10 +241,12 @@ class ResolvedProject:
     format_versions: dict[str, int]
     master_secret: SecretSpec | None
 
-    def check_complete(self) -> None:
-        """Raise the first error that ``defer_unset`` held back (an unset variable)."""
-        for vals in self.values.values():
-            vals.check_complete()
+    def check_complete(self, supplied: Mapping[str, set[tuple[str, str]]] | None = None) -> None:
+        """Raise the first error that ``defer_unset`` held back (an unset variable).
+        ``supplied``: per NVS partition, the (namespace, key) pairs whose value comes from
+        elsewhere (a batch's devices CSV gives every device its own), so need no base."""
+        for name, vals in self.values.items():
+            vals.check_complete((supplied or {}).get(name, frozenset()))
 
     @property
     def unset_env(self) -> tuple[str, ...]:
@@ -248,6 +256,17 @@ class ResolvedProject:
             for var, _error in vals.unset.values():
                 names[var] = None
         return tuple(names)
+
+    @property
+    def unset_notes(self) -> tuple[str, ...]:
+        """One note per unset variable: where a value reads it and which commands need it
+        (those that write images; showing and planning never do)."""
+        where: dict[str, list[str]] = {}
+        for vals in self.values.values():
+            for var, error in vals.unset.values():
+                where.setdefault(var, []).append(error.location)
+        return tuple(f"{var} is not set ({', '.join(dict.fromkeys(locs))}): build, release "
+                     f"and batch need it (export {var}=...)" for var, locs in where.items())
 
     @property
     def product_label(self) -> str:

@@ -242,7 +242,10 @@ def report_cmd(project_dir: Path, product: str | None, sdkconfig: Path | None, o
     from ...inputs.project import load_project
     from ...views.report import build_report, render_report_html
 
-    resolved, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+    resolved, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig,
+                                      defer_unset=True)
+    for note in resolved.unset_notes:
+        click.echo(f"note: {note}", err=True)
     page = render_report_html(build_report(resolved, plan, show_secrets=show_secrets))
     write_atomic(output, page.encode("utf-8"))
     click.echo(f"wrote {output}")
