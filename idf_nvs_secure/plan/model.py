@@ -14,7 +14,7 @@ from typing import Any
 from ..formats.partition_table import PartitionTable
 from ..words import FlashEncryptionMode, KeyProtection, KeyProvider, Severity
 
-__all__ = ["SEVERITIES", "Diagnostic", "PlanIntent", "NvsPartitionPlan",
+__all__ = ["SEVERITIES", "Diagnostic", "PlanIntent", "TableSource", "NvsPartitionPlan",
            "SecurityPlan"]
 
 #: Diagnostic severities, most severe first.
@@ -66,6 +66,27 @@ class PlanIntent:
     generated_table: PartitionTable | None = None
     secure_partitions: frozenset[str] = frozenset()
     nvs_keys_pre_encrypted: bool = False
+    #: Where the user writes the generated table (partitions.yaml), for diagnostics.
+    table_source: "TableSource | None" = None
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """The file a user edits to change the partition table, so that diagnostics name it
+    (never a generated CSV) and say what to write there in its own syntax.
+
+    ``file``: its path as messages show it; ``yaml``: partitions.yaml (else an ESP-IDF
+    partitions CSV); ``rows``: partition name -> (file, line) of the entry that made the
+    partition (a product's change names its line in nvs_secure.yaml).
+    """
+
+    file: str
+    yaml: bool = False
+    rows: Mapping[str, tuple[str | None, int | None]] = field(default_factory=dict)
+
+    def at(self, name: str) -> tuple[str | None, int | None]:
+        """(file, line) of partition ``name``'s entry; the file alone when unknown."""
+        return self.rows.get(name, (self.file, None))
 
 
 @dataclass(frozen=True)
