@@ -194,14 +194,7 @@ def _plan(args: Any, product: str | None, *, defer_unset: bool = False):
 
 
 def _errors_text(plan: Any) -> str:
-    return "\n".join(f"  error: [{d.code}] {_where(d)}{d.message}" for d in plan.errors)
-
-
-def _where(diag: Any) -> str:
-    """``file:line: `` of a diagnostic (the user's own file), when known."""
-    if not diag.file:
-        return ""
-    return f"{diag.file}:{diag.line}: " if diag.line else f"{diag.file}: "
+    return "\n".join(f"  error: [{d.code}] {d.located}" for d in plan.errors)
 
 
 # --- the callbacks ---------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any, Mapping
 from ..errors import InputError
 from ..words import KeySource
 from ..formats.partition_table import PartitionTable
+from ..formats.nvs_layout import PAGE_SIZE as NVS_PAGE_SIZE
 from ..fsutil import display_path, read_input_text
 from .keysource import SecretSpec
 from .nvs_yaml import NvsValues, load_nvs_values
@@ -112,30 +113,41 @@ class Project:
     def product(self, name: str | None) -> ProductConfig | None:
         """The product called ``name`` (or the default one); None when the project has
         no products.  An unknown name is an error that lists the known ones."""
+        # Located at the products: list (or the file's first line without one), where
+        # the names it may be are written.
+        line, _ = self.doc.where(("products",), key=True) if self.products else (None, None)
         if name is None:
             name = self.default_product
             if name is None:
                 if self.products:
                     raise InputError(
                         "this project has products; choose one with --product",
-                        file=display_path(self.file),
+                        file=display_path(self.file), line=line,
                         hint="products: " + ", ".join(self.products))
                 return None
         if name not in self.products:
             known = ", ".join(self.products) if self.products else "(none defined)"
             raise InputError(f"unknown product '{name}'", file=display_path(self.file),
-                             hint=f"products: {known}")
+                             line=line or 1, hint=f"products: {known}")
         return self.products[name]
 
 
-def _files(doc: YamlDocument, path: tuple, value: Any) -> tuple[str, ...]:
-    """The values files listed at ``path`` (one name or a list), each checked for
-    control characters."""
+def _files(doc: YamlDocument, path: tuple, value: Any, root: Path) -> tuple[Path, ...]:
+    """The values files listed at ``path`` (one name or a list), relative to ``root``,
+    each checked for control characters; a missing one is named at its line here."""
     if value is None:
         return ()
-    if isinstance(value, str):
-        return (doc.path_text(path, value, "values file"),)
-    return tuple(doc.path_text(path + (i,), v, "values file") for i, v in enumerate(value))
+    items = [(path, value)] if isinstance(value, str) else \
+        [(path + (i,), v) for i, v in enumerate(value)]
+    files = []
+    for where, name in items:
+        file = root / doc.path_text(where, name, "values file")
+        if not os.path.lexists(file):
+            raise doc.error(where, f"values file '{name}' not found (relative to "
+                            f"{display_path(root) or '.'})",
+                            hint="values files are relative to the folder of nvs_secure.yaml")
+        files.append(file)
+    return tuple(files)
 
 
 def _secret(doc: YamlDocument, path: tuple, data: dict | None) -> SecretSpec | None:
@@ -183,8 +195,7 @@ def load_project(path: Path) -> Project:
         cfg = cfg or {}
         nvs[name] = NvsPartitionConfig(
             name=name,
-            values=tuple(root / f for f in _files(doc, ("nvs", name, "values"),
-                                                  cfg.get("values"))),
+            values=_files(doc, ("nvs", name, "values"), cfg.get("values"), root),
             format_version=cfg.get("format_version", 2),
             keys=_keys(doc, ("nvs", name, "keys"), cfg.get("keys"), root))
     products = {}
@@ -203,7 +214,7 @@ def load_project(path: Path) -> Project:
                                 hint="listed: " + (", ".join(nvs) or "none"))
         products[name] = ProductConfig(
             name=name, description=cfg.get("description", ""),
-            values={p: tuple(root / f for f in _files(doc, ("products", name, "values", p), v))
+            values={p: _files(doc, ("products", name, "values", p), v, root)
                     for p, v in (cfg.get("values") or {}).items()},
             partitions=dict(cfg.get("partitions") or {}),
             keys=_keys(doc, ("products", name, "keys"), cfg.get("keys"), root),
@@ -315,10 +326,21 @@ def resolve_project(project: Project, product: str | None = None, *,
     keys: dict[str, KeySpec] = {}
     versions: dict[str, int] = {}
     for name, cfg in project.nvs.items():
-        if table.find(name) is None:
+        part = table.find(name)
+        if part is None:
             raise project.doc.error(("nvs", name), f"NVS partition '{name}' is not in the "
                                     f"partition table", key=True,
                                     hint="partitions: " + ", ".join(p.name for p in table.partitions))
+        if part.size % NVS_PAGE_SIZE:
+            # nvs_partition_gen.py (esp-idf-nvs-partition-gen, run by ESP-IDF v5.5-v6.1)
+            # refuses it too: "Size of partition must be multiple of 4096".
+            spec = next(s for s in specs if s.name == name)
+            lower, upper = part.size // NVS_PAGE_SIZE * NVS_PAGE_SIZE, \
+                -(-part.size // NVS_PAGE_SIZE) * NVS_PAGE_SIZE
+            raise InputError(f"NVS partition '{name}' is 0x{part.size:x} bytes, not a whole "
+                             f"number of 4 KB NVS pages (0x{NVS_PAGE_SIZE:x})",
+                             file=spec.file, line=spec.line, col=spec.col,
+                             hint=f"make its size 0x{lower:x} or 0x{upper:x}")
         files = list(cfg.values) + list(chosen.values.get(name, ()) if chosen else ())
         values[name] = (load_nvs_values(files, env=env, root=project.root,
                                         defer_unset=defer_unset) if files

@@ -130,8 +130,10 @@ def _target(c: _Ctx) -> Iterator[Diagnostic]:
 @_check
 def _config_warnings(c: _Ctx) -> Iterator[Diagnostic]:
     for w in c.config.warnings:
-        yield Diagnostic("warning", "config-warning",
-                         f"{w.message.rstrip('.')}; fix the value (see `idf.py menuconfig`)", w.file, w.line)
+        fix = ("fix or remove the line" if "malformed line" in w.message
+               else "fix the value (see `idf.py menuconfig`)")
+        yield Diagnostic("warning", "config-warning", f"{w.message.rstrip('.')}; {fix}",
+                         w.file, w.line)
 
 
 def _normal(value: str, resolved: Any) -> Any:

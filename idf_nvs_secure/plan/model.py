@@ -36,6 +36,15 @@ class Diagnostic:
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", Severity(self.severity))
 
+    @property
+    def located(self) -> str:
+        """``file:line: message`` (``file: message``, or the message alone when the
+        location is unknown), as error lines show it."""
+        if not self.file:
+            return self.message
+        return f"{self.file}:{self.line}: {self.message}" if self.line else \
+            f"{self.file}: {self.message}"
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"severity": self.severity, "code": self.code, "message": self.message}
         if self.file is not None:

@@ -48,7 +48,7 @@ def build_cmd(project_dir: Path, product: str | None, out_dir: Path | None,
     The files are written as one set (all or none), exactly those 'detect' announces."""
     planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig)
     for d in planned.security.diagnostics:
-        click.echo(f"{d.severity}: {d.message}", err=True)
+        click.echo(f"{d.severity}: {d.located}", err=True)
     if not planned.security.ok:
         raise click.exceptions.Exit(1)
     out_dir = out_dir or planned.resolved.project.root / "build" / "nvs_secure" / \

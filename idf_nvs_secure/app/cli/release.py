@@ -40,8 +40,7 @@ def _plan(project_dir: Path, product: str | None, sdkconfig: Path | None,
     resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig, build_dir=build_dir,
                                       defer_unset=defer_unset)
     for d in plan.diagnostics:
-        where = f" ({d.file}:{d.line})" if d.file and d.line else ""
-        click.echo(f"{d.severity}: {d.message}{where}", err=True)
+        click.echo(f"{d.severity}: {d.located}", err=True)
     if not plan.ok:
         raise click.exceptions.Exit(1)
     return project, resolved, plan
