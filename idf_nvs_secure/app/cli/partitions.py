@@ -223,8 +223,9 @@ def _project_table(project_dir: Path, product: str | None, offset: int | None,
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="partitions.yaml or .csv to write (the other kind than INPUT).")
-@click.option("--offset", type=AnyInt(), default=None,
-              help="Table offset to record (CSV to YAML); default 0x8000.")
+@click.option("--offset", "--table-offset", "offset", type=AnyInt(), default=None,
+              help="Table offset to record (CSV to YAML), or where a .bin sits in flash "
+                   "(it does not record it); default 0x8000.")
 @click.option("--flash-size", help="Flash size to record in the YAML, e.g. 4MB.")
 def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str | None) -> None:
     """Convert between an ESP-IDF partitions CSV, partitions.yaml and a built table .bin.
