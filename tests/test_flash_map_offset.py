@@ -81,3 +81,12 @@ def test_product_needs_a_project(built):
     assert result.stderr.splitlines()[0] == (
         f"error: {built / 'project/partitions.yaml'}: --product needs a project folder "
         "(with nvs_secure.yaml), not a partitions file")
+
+
+def test_a_folder_without_a_project_file_says_what_to_give(tmp_path):
+    result = _show(tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path}: a folder without nvs_secure.yaml",
+        "hint: give a partitions file (.csv, .yaml), a built table (.bin) or a project "
+        "folder with nvs_secure.yaml"]

@@ -206,9 +206,13 @@ def _project_table(project_dir: Path, product: str | None, offset: int | None,
                    flash_size: int | None):
     """A project's table for ``product`` as its build places it (sdkconfig's offset and
     flash size, unless given): (table, specs, flash size, title)."""
-    from ...inputs.project import load_project
+    from ...inputs.project import PROJECT_FILE, load_project
     from ...plan.project_plan import plan_project
 
+    if not (project_dir / PROJECT_FILE).is_file():
+        raise NvsSecureError(f"a folder without {PROJECT_FILE}", file=str(project_dir),
+                             hint="give a partitions file (.csv, .yaml), a built table "
+                                  f"(.bin) or a project folder with {PROJECT_FILE}")
     resolved = plan_project(load_project(project_dir), product, defer_unset=True).resolved
     table = resolved.table
     if offset is not None and offset != table.offset:
