@@ -111,6 +111,16 @@ class _GlobalArgs(dict):
         return self[name]
 
 
+def test_a_product_that_removes_nvs_keys_is_told_at_that_line(cwd):
+    project = copy_example_project(cwd, "  broken:\n    partitions: {nvs_keys: null}\n")
+    line = len((project / "nvs_secure.yaml").read_text().splitlines())
+    result = CliRunner().invoke(cli, ["detect", "project", "--product", "broken"])
+    assert result.exit_code == 1
+    [error] = [l.strip() for l in result.stdout.splitlines() if l.startswith("  error: ")]
+    assert error.startswith(f"error: [nvs-keys-partition-missing] project/nvs_secure.yaml:{line}: ")
+    assert error.endswith("keep it: drop `nvs_keys: null` from the product's partitions")
+
+
 def test_the_build_check_names_only_the_firmware_error_it_gives(cwd, monkeypatch):
     monkeypatch.setenv("EXAMPLE_WIFI_PASSWORD", "check-test")
     project = _yaml_project(cwd).resolve()

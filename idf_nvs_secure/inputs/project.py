@@ -251,6 +251,8 @@ class ResolvedProject:
     keys: dict[str, KeySpec]
     format_versions: dict[str, int]
     master_secret: SecretSpec | None
+    #: Partitions of the partitions file that the product removes (``name: null``).
+    removed: tuple[PartitionSpec, ...] = ()
 
     def check_complete(self, supplied: Mapping[str, set[tuple[str, str]]] | None = None) -> None:
         """Raise the first error that ``defer_unset`` held back (an unset variable).
@@ -352,7 +354,9 @@ def resolve_project(project: Project, product: str | None = None, *,
     return ResolvedProject(project=project, product=chosen.name if chosen else None,
                            table=table, specs=tuple(specs), flash_size=flash,
                            nvs_keys_pairs=pairs, values=values, keys=keys,
-                           format_versions=versions, master_secret=secret)
+                           format_versions=versions, master_secret=secret,
+                           removed=tuple(s for s in source.specs
+                                         if s.name not in {k.name for k in specs}))
 
 
 def _apply_partition_changes(project: Project, product: ProductConfig,

@@ -263,6 +263,16 @@ def _nvs_keys(c: _Ctx) -> Iterator[Diagnostic]:
         # ESP-IDF v5.5's nvs_sec_provider logs this and fails at startup; v6.0/v6.1 log it
         # as a warning, and nvs_flash_init() then fails (no scheme is registered).
         firmware = 'the device logs `partition with subtype "nvs_keys" not found` at boot'
+        cut = next(((name, where) for (name, ptype, subtype), where in
+                    (c.source.removed.items() if c.source else ())
+                    if (ptype, subtype) == (DATA_TYPE, NVS_KEYS_SUBTYPE)), None)
+        if cut is not None:
+            name, where = cut
+            yield _diag("error", "nvs-keys-partition-missing",
+                        f"NVS encryption with the flash-encryption scheme needs an nvs_keys "
+                        f"partition, and this product removes {name} ({firmware}); keep it: "
+                        f"drop `{name}: null` from the product's partitions", where)
+            return
         if c.source is None:
             fix = ("select a built-in table with encrypted NVS (CONFIG_PARTITION_TABLE_SINGLE_APP_"
                    "ENCRYPTED_NVS or CONFIG_PARTITION_TABLE_TWO_OTA_ENCRYPTED_NVS), or a custom "

@@ -86,12 +86,16 @@ class TableSource:
 
     ``file``: its path as messages show it; ``yaml``: partitions.yaml (else an ESP-IDF
     partitions CSV); ``rows``: partition name -> (file, line) of the entry that made the
-    partition (a product's change names its line in nvs_secure.yaml).
+    partition (a product's change names its line in nvs_secure.yaml); ``removed``:
+    (name, type, subtype) of each partition a product removes -> (file, line) of the
+    line that removes it.
     """
 
     file: str
     yaml: bool = False
     rows: Mapping[str, tuple[str | None, int | None]] = field(default_factory=dict)
+    removed: Mapping[tuple[str, int, int], tuple[str | None, int | None]] = \
+        field(default_factory=dict)
 
     def at(self, name: str) -> tuple[str | None, int | None]:
         """(file, line) of partition ``name``'s entry; the file alone when unknown."""

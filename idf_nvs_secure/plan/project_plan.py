@@ -39,8 +39,12 @@ def project_intent(resolved: ResolvedProject) -> PlanIntent:
     generated = source = None
     if project.partitions_file.suffix.lower() in (".yaml", ".yml"):
         generated = os.path.relpath(project.partition_csv, project.root)
+        removed = {(s.name, s.type, s.subtype): (project.doc.filename, project.doc.where(
+            ("products", resolved.product, "partitions", s.name), key=True)[0])
+            for s in resolved.removed}
         source = TableSource(display_path(project.partitions_file), yaml=True,
-                             rows={s.name: (s.file, s.line) for s in resolved.specs})
+                             rows={s.name: (s.file, s.line) for s in resolved.specs},
+                             removed=removed)
     secure = frozenset(name for name in resolved.values
                        if name in resolved.nvs_keys_pairs and name != "nvs")
     return PlanIntent(values_files=values_files, host_keys=host_keys, generated_csv=generated,
