@@ -3,8 +3,9 @@
 Fenced blocks marked ``sh`` are run line by line (``# comments`` stripped), in order, in
 a scratch copy of the example project as a fresh clone has it, each in a clean
 environment: PATH, HOME and what the README's own ``export`` lines set before it, so a
-command that needs a secret fails here unless the README exports it first; ``make test`` is what runs this suite, so it is only
-checked to exist, and ``make demo`` runs with its output in the scratch directory.
+command that needs a secret fails here unless the README exports it first.  ``make
+test`` is what runs this suite, so it is only checked to exist, and ``make demo`` runs
+with its output in the scratch directory.
 Lines that start with ``idf.py`` need ESP-IDF, which CI does not have: each of those
 must name an ESP-IDF command or one our idf.py extension registers.
 """
