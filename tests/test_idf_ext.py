@@ -153,7 +153,7 @@ def test_check_stops_a_build_whose_plan_has_errors(tmp_path: Path) -> None:
     args = global_args(project, define_cache_entry=["NVS_SECURE_PRODUCT=broken"])
     with pytest.raises(NvsSecureIdfError, match=r"\[nvs-keys-partition-missing\]"):
         idf_ext.check_before_build(CTX, args, [task("all")])
-    with pytest.raises(NvsSecureIdfError, match="ESP_ERR_NVS_CORRUPT_KEY_PART"):
+    with pytest.raises(NvsSecureIdfError, match=r"subtype \"nvs_keys\" not found"):
         idf_ext.check_before_build(CTX, args, [task("flash")])
     idf_ext.check_before_build(CTX, args, [task("menuconfig")])  # not a build: no check
     idf_ext.check_before_build(CTX, global_args(project), [task("all")])  # product basic: fine
@@ -272,6 +272,14 @@ def test_secure_check_prints_the_plan(tmp_path: Path, capsys) -> None:
     with pytest.raises(NvsSecureIdfError, match="1 error"):
         call("nvs-secure-check", global_args(project), product="broken")
     assert "nvs-keys-partition-missing" in capsys.readouterr().out
+
+
+def test_secure_check_needs_no_secret_value(tmp_path: Path, capsys, monkeypatch) -> None:
+    # Issue 15, finding 1: showing the plan is read-only; only building needs the value.
+    monkeypatch.delenv("EXAMPLE_WIFI_PASSWORD")
+    call("nvs-secure-check", global_args(copy_example_project(tmp_path)))
+    assert ("nvs_values.yaml:14:29): build, "
+            "release and batch need it") in capsys.readouterr().out
 
 
 def test_release_calls_the_library_not_the_cli(tmp_path: Path, recorder, monkeypatch) -> None:

@@ -225,8 +225,9 @@ def test_cli_unknown_product_is_one_error_line(tmp_path):
     make_project(tmp_path)
     result = run(["config", "show", str(tmp_path), "--product", "gold"], env=ENV)
     assert result.exit_code == 2
+    line = (tmp_path / "nvs_secure.yaml").read_text().splitlines().index("products:") + 1
     assert result.stderr.splitlines() == [
-        f"error: {tmp_path / 'nvs_secure.yaml'}: unknown product 'gold'",
+        f"error: {tmp_path / 'nvs_secure.yaml'}:{line}: unknown product 'gold'",
         "hint: products: basic, pro"]
 
 

@@ -182,18 +182,19 @@ def _serial_env(args: Any) -> dict[str, str]:
     return env
 
 
-def _plan(args: Any, product: str | None):
-    """The project's plan against the configuration idf.py would build with."""
+def _plan(args: Any, product: str | None, *, defer_unset: bool = False):
+    """The project's plan against the configuration idf.py would build with;
+    ``defer_unset`` for showing it (no secret value needed)."""
     from ..build.artifacts import plan_for_project
     from ..inputs.project import load_project
 
     project = load_project(Path(args.project_dir))
     return plan_for_project(project, product, sdkconfig=_sdkconfig(args),
-                            build_dir=Path(args.build_dir))
+                            build_dir=Path(args.build_dir), defer_unset=defer_unset)
 
 
 def _errors_text(plan: Any) -> str:
-    return "\n".join(f"  error: [{d.code}] {d.message}" for d in plan.errors)
+    return "\n".join(f"  error: [{d.code}] {d.located}" for d in plan.errors)
 
 
 # --- the callbacks ---------------------------------------------------------------------
@@ -213,7 +214,7 @@ def check_before_build(ctx: Any, global_args: Any, tasks: list) -> None:
     if not plan.ok:
         raise _fatal(
             f"idf_nvs_secure: the NVS security plan has {len(plan.errors)} error(s); a device "
-            f"built like this fails at boot (e.g. ESP_ERR_NVS_CORRUPT_KEY_PART):\n"
+            f"built like this fails at boot:\n"
             f"{_errors_text(plan)}\nRun `idf.py nvs-secure-check` for the whole plan.")
 
 
@@ -222,7 +223,7 @@ def nvs_secure_check(action: str, ctx: Any, args: Any, product: str | None = Non
     from ..views.text import format_plan
 
     try:
-        resolved, plan = _plan(args, _product(args, product))
+        resolved, plan = _plan(args, _product(args, product), defer_unset=True)
     except NvsSecureError as exc:
         hint = f"\nhint: {exc.hint}" if exc.hint else ""
         raise _fatal(f"idf_nvs_secure: {exc}{hint}") from None
@@ -230,6 +231,8 @@ def nvs_secure_check(action: str, ctx: Any, args: Any, product: str | None = Non
     from ..plan.outputs import plan_outputs
 
     _echo(format_plan(plan, plan_outputs(plan, resolved)))
+    for note in resolved.unset_notes:
+        _echo(f"note: {note}")
     if not plan.ok:
         raise _fatal(f"idf_nvs_secure: the NVS security plan has {len(plan.errors)} error(s)")
 

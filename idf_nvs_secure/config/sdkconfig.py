@@ -49,7 +49,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError
-from ..fsutil import read_input_text
+from ..fsutil import display_path, read_input_text
 from ._kconfiglib import kconfiglib
 from .chips import CHIPS, DEFAULT_TARGET, SOC_SYMBOLS, get_chip, soc_symbols
 
@@ -317,6 +317,12 @@ def find_config_inputs(project_dir: Path, *, sdkconfig: Path | None = None,
         return ConfigInputs(project_dir, kind, sdkconfig, defaults)
     notes: list[str] = []
     text_config = project_dir / "sdkconfig"
+    for path in (text_config, project_dir / "sdkconfig.defaults"):
+        if path.exists() and not path.is_file():
+            # ESP-IDF reads and writes these paths as files: never skip one silently.
+            raise InputError(f"{path.name} is a {'folder' if path.is_dir() else 'special file'}"
+                             ", not a configuration file", file=display_path(path),
+                             hint=f"ESP-IDF reads {path.name} as a file; move it away")
     resolved = (Path(build_dir) if build_dir else project_dir / "build") / "config" / "sdkconfig.json"
     if resolved.is_file():
         # ESP-IDF writes sdkconfig just after sdkconfig.json: compare what they say, not

@@ -79,10 +79,17 @@ class NvsValues:
     unset: dict[tuple[str, str], tuple[str, InputError]] = field(default_factory=dict)
     defer_unset: bool = False
 
-    def check_complete(self) -> None:
-        """Raise the first deferred error of an unset variable, if any."""
-        for _var, error in self.unset.values():
-            raise error
+    def check_complete(self, supplied: "set[tuple[str, str]] | frozenset" = frozenset()) -> None:
+        """Raise the first deferred error of an unset variable, if any; a (namespace, key)
+        in ``supplied`` has its value from elsewhere (a batch's devices CSV)."""
+        for path, (_var, error) in self.unset.items():
+            if path not in supplied:
+                raise error
+
+    def unset_variable(self, namespace: str, key: str) -> str | None:
+        """The unset environment variable the value of ``namespace.key`` waits for."""
+        held = self.unset.get((namespace, key))
+        return held[0] if held else None
 
     @property
     def entries(self) -> list[NvsEntry]:

@@ -42,6 +42,7 @@ from ..formats.partition_table import (
     PartitionTable,
     alignment_for_type,
     find_problem,
+    format_size,
     has_fixed_location,
 )
 
@@ -296,15 +297,27 @@ def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFA
                          f"not below the partition table offset 0x{table_offset:x}")
     last_end = table_offset + PARTITION_TABLE_SIZE
     previous: str | None = None
+    before: PartitionSpec | None = None
     parts = []
     for spec in specs:
+        if spec.size == REST and flash_size is not None and before is not None \
+                and last_end > flash_size:
+            # The partition before a 'rest' one already runs past the flash: that one
+            # is the cause, not the 'rest' partition that finds nothing left.
+            raise CapacityError(f"partition {previous!r}: it ends at 0x{last_end:x} "
+                                f"({last_end / 0x100000:.1f} MB), beyond the end of the "
+                                f"{format_size(flash_size)} flash (0x{flash_size:x}), so "
+                                f"nothing is left for {spec.name!r} (size: rest)",
+                                hint="shrink the partitions, or raise the flash size "
+                                     "(CONFIG_ESPTOOLPY_FLASHSIZE)",
+                                file=before.file, line=before.line, col=before.col)
         try:
             part = _place_one(spec, last_end, previous, table_offset, flash_size,
                               primary_bootloader_offset, recovery_bootloader_offset)
         except InputError as exc:
             raise exc.located(spec.file, spec.line, spec.col) from None
         if not has_fixed_location(part.type, part.subtype):
-            last_end, previous = part.end, part.name
+            last_end, previous, before = part.end, part.name, spec
         parts.append(part)
     table = PartitionTable(tuple(parts), offset=table_offset)
     problem = find_problem(table, flash_size=flash_size, secure=secure)

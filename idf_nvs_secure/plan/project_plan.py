@@ -11,8 +11,9 @@ from typing import Mapping
 from ..config.sdkconfig import read_config
 from ..formats.partition_table import parse_flash_size, secure_boot_check
 from ..inputs.project import Project, ResolvedProject, resolve_project
+from ..fsutil import display_path
 from ..words import KeySource
-from .model import PlanIntent, SecurityPlan
+from .model import PlanIntent, SecurityPlan, TableSource
 from .outputs import OutputPlan, plan_outputs
 from .security import plan_from_config
 
@@ -35,13 +36,20 @@ def project_intent(resolved: ResolvedProject) -> PlanIntent:
                     for name, vals in resolved.values.items() if vals.files}
     host_keys = any(spec.source != KeySource.CHIP for spec in resolved.keys.values()) or (
         not resolved.keys and (project.keys is None or project.keys.source != KeySource.CHIP))
-    generated = None
+    generated = source = None
     if project.partitions_file.suffix.lower() in (".yaml", ".yml"):
         generated = os.path.relpath(project.partition_csv, project.root)
+        removed = {(s.name, s.type, s.subtype): (project.doc.filename, project.doc.where(
+            ("products", resolved.product, "partitions", s.name), key=True)[0])
+            for s in resolved.removed}
+        source = TableSource(display_path(project.partitions_file), yaml=True,
+                             rows={s.name: (s.file, s.line) for s in resolved.specs},
+                             removed=removed)
     secure = frozenset(name for name in resolved.values
                        if name in resolved.nvs_keys_pairs and name != "nvs")
     return PlanIntent(values_files=values_files, host_keys=host_keys, generated_csv=generated,
-                      generated_table=resolved.table, secure_partitions=secure)
+                      generated_table=resolved.table, secure_partitions=secure,
+                      table_source=source)
 
 
 def secure_boot_rules(values: Mapping[str, object]) -> str | None:

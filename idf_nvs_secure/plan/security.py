@@ -42,8 +42,8 @@ from ..formats.partition_table import (
     PartitionTable,
     parse_flash_size,
 )
-from ..fsutil import read_input_text
-from ..inputs.partition_csv import parse_partition_csv
+from ..fsutil import display_path, read_input_text
+from ..inputs.partition_csv import parse_partition_csv_specs, place_partitions
 from ..words import FlashEncryptionMode, KeyProtection, KeyProvider
 from .checks import check_plan
 from .model import (
@@ -52,6 +52,7 @@ from .model import (
     NvsPartitionPlan,
     PlanIntent,
     SecurityPlan,
+    TableSource,
 )
 
 __all__ = [
@@ -83,6 +84,7 @@ class _TableInfo:
     table: PartitionTable | None
     diagnostics: tuple[Diagnostic, ...] = ()
     notes: tuple[str, ...] = ()
+    source: TableSource | None = None
 
 
 def _builtin_csv_text(name: str) -> str | None:
@@ -91,15 +93,20 @@ def _builtin_csv_text(name: str) -> str | None:
 
 
 def _parse_table(text: str, filename: str, offset: int, flash_bytes: int | None,
-                 env: Mapping[str, str]) -> tuple[PartitionTable | None, tuple[Diagnostic, ...]]:
+                 env: Mapping[str, str], *, shown: str | None = None
+                 ) -> tuple[PartitionTable | None, tuple[Diagnostic, ...], TableSource | None]:
+    """The placed table of a partitions CSV, or the diagnostic why not; and, with
+    ``shown`` (the user's own CSV as messages name it), its rows as a TableSource."""
     try:
-        return parse_partition_csv(text, filename=filename, table_offset=offset,
-                                   flash_size=flash_bytes, variables=env), ()
+        specs = parse_partition_csv_specs(text, filename=filename, variables=env)
+        source = None if shown is None else TableSource(
+            shown, rows={s.name: (shown, s.line) for s in specs})
+        return place_partitions(specs, table_offset=offset, flash_size=flash_bytes), (), source
     except NvsSecureError as exc:
         fix = f"; {exc.hint}" if exc.hint else ""
         return None, (Diagnostic("error", "partition-table-invalid",
                                  f"not a usable partition table: {exc.message}{fix}",
-                                 exc.file or filename, exc.line),)
+                                 exc.file or filename, exc.line),), None
 
 
 def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
@@ -135,7 +142,7 @@ def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
                 f"(PARTITION_TABLE_FILENAME={name!r}); choose another built-in table or a "
                 "custom CSV (CONFIG_PARTITION_TABLE_CUSTOM=y)"))
             return _TableInfo(None, offset, None, tuple(diags))
-        table, bad = _parse_table(text, f"{BUILTIN_PREFIX}{name}", offset, flash_bytes, env)
+        table, bad, _ = _parse_table(text, f"{BUILTIN_PREFIX}{name}", offset, flash_bytes, env)
         return _TableInfo(f"{BUILTIN_PREFIX}{name}", offset, table, tuple(diags) + bad)
 
     name = v.get("PARTITION_TABLE_CUSTOM_FILENAME") or "partitions.csv"
@@ -150,7 +157,8 @@ def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
             f"{intent.generated_csv} from partitions.yaml; set "
             f'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="{intent.generated_csv}"', *loc))
     if is_generated and intent.generated_table is not None:
-        return _TableInfo(name, offset, intent.generated_table, tuple(diags))
+        return _TableInfo(name, offset, intent.generated_table, tuple(diags),
+                          source=intent.table_source)
     if not path.is_file():
         if is_generated:
             return _TableInfo(name, offset, None, tuple(diags),
@@ -162,8 +170,11 @@ def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
             f"not exist (looked in {path}); create it, or fix the name (it is relative to the "
             "project directory)", *loc))
         return _TableInfo(name, offset, None, tuple(diags))
-    table, bad = _parse_table(read_input_text(path), name, offset, flash_bytes, env)
-    return _TableInfo(name, offset, table, tuple(diags) + bad)
+    table, bad, source = _parse_table(read_input_text(path), name, offset, flash_bytes, env,
+                                      shown=display_path(path))
+    if is_generated:  # a stale generated CSV: the user edits partitions.yaml
+        source = intent.table_source
+    return _TableInfo(name, offset, table, tuple(diags) + bad, source=source)
 
 
 # --- building the plan ---------------------------------------------------------------
@@ -253,7 +264,7 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
         config=MappingProxyType({"kind": config.kind, "files": tuple(config.loaded),
                                  "model": config.model, "target_source": config.target_source}),
     )
-    diagnostics = info.diagnostics + check_plan(plan, config, chip, intent)
+    diagnostics = info.diagnostics + check_plan(plan, config, chip, intent, info.source)
     order = {sev: i for i, sev in enumerate(SEVERITIES)}
     diagnostics = tuple(sorted(diagnostics, key=lambda d: order[d.severity]))
     return replace(plan, diagnostics=diagnostics)

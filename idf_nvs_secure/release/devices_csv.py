@@ -60,6 +60,15 @@ class DeviceTable:
     columns: tuple[Column, ...]
     rows: tuple[tuple[str, int, tuple[Any, ...]], ...]
 
+    @property
+    def supplied(self) -> dict[str, set[tuple[str, str]]]:
+        """Per NVS partition, the (namespace, key) pairs every device gives (a column: an
+        empty cell is an error), so the product's own value of them is never used."""
+        out: dict[str, set[tuple[str, str]]] = {}
+        for col in self.columns:
+            out.setdefault(col.partition, set()).add((col.namespace, col.key))
+        return out
+
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"K/N"`` -> (K, N) with 1 <= K <= N."""

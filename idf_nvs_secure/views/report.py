@@ -22,6 +22,7 @@ from ..formats.nvs_image import build_nvs_image, usable_pages
 from ..formats.nvs_layout import ENTRIES_PER_PAGE, PAGE_SIZE
 from ..formats.nvs_reader import parse_nvs_image
 from ..formats.partition_table import PartitionTable, format_size
+from ..inputs.project import unset_text
 from .flashmap import layout_flash_map, render_flash_map_svg, template_environment
 from .inspect import format_value
 
@@ -133,7 +134,9 @@ def _rows(values: "NvsValues", show_secrets: bool) -> tuple[ValueRow, ...]:
         for key, entry in entries.items():
             secret = (namespace, key) in values.secrets
             masked = secret and not show_secrets
-            shown = MASK if masked else format_value(entry.type, entry.value, limit=64)
+            unset = values.unset_variable(namespace, key)
+            shown = (unset_text(unset) if unset is not None else MASK if masked
+                     else format_value(entry.type, entry.value, limit=64))
             rows.append(ValueRow(namespace, key, entry.type, shown, secret, masked))
     return tuple(rows)
 
@@ -183,7 +186,7 @@ def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
         title=name, product=resolved.product,
         settings=_settings(plan) if plan is not None else (),
         diagnostics=tuple(plan.diagnostics) if plan is not None else (),
-        notes=tuple(plan.notes) if plan is not None else (),
+        notes=(tuple(plan.notes) if plan is not None else ()) + resolved.unset_notes,
         flash_map_svg=render_flash_map_svg(flash_map, standalone=False),
         partitions=partitions, show_secrets=show_secrets,
         artifacts=plan_outputs(plan, resolved).outputs if plan is not None else ())

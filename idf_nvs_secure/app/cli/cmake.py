@@ -268,7 +268,7 @@ def cmake_build_cmd(project_dir: Path, product: str | None, sdkconfig: Path | No
                            build_dir=build_dir)
     if not planned.security.ok:
         for diag in planned.security.errors:
-            click.echo(f"error: [{diag.code}] {diag.message}", err=True)
+            click.echo(f"error: [{diag.code}] {diag.located}", err=True)
         raise click.exceptions.Exit(1)
     made = [o.path for o in planned.outputs.device_outputs]
     if sorted(made) != sorted(images):

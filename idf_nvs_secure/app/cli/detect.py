@@ -42,6 +42,8 @@ def detect(ctx: click.Context, project_dir: Path, sdkconfig: Path | None, produc
         planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig,
                                defer_unset=True)
         plan, outputs = planned.security, planned.outputs
+        for note in planned.resolved.unset_notes:
+            click.echo(f"note: {note}", err=True)
     else:
         plan = detect_plan(project_dir, sdkconfig=sdkconfig)
         outputs = plan_outputs(plan, None)

@@ -24,7 +24,6 @@ from ...views.inspect import (
     locate_in_flash,
 )
 from .nvs import _listing as listing
-from .nvs import _size as parse_number
 from .nvs import nvs_group  # the group is owned by cli/nvs.py
 from .params import AnyInt, load_keys
 
@@ -34,8 +33,8 @@ def flash_options(command):
     for option in reversed([
         click.option("--flash", "flash", type=click.Path(path_type=Path),
                      help="Read the NVS partition out of a whole flash dump instead of IMAGE."),
-        click.option("--table-offset", type=AnyInt(), default=DEFAULT_TABLE_OFFSET,
-                     show_default="0x8000", help="Flash offset of the partition table in the dump."),
+        click.option("--table-offset", type=AnyInt(), default=f"0x{DEFAULT_TABLE_OFFSET:x}",
+                     show_default=True, help="Flash offset of the partition table in the dump."),
         click.option("--partition", "partition_name",
                      help="NVS partition to read from the dump (default: nvs, or the only one)."),
     ]):
@@ -182,18 +181,13 @@ def echo_tree(image: NvsImage, title: str, *, pages: bool) -> None:
                    '{"decrypted": false, "problem": {"code": ..., "message": ...}} and exit 1.')
 @click.option("--pages", is_flag=True,
               help="Also show each page: state, sequence number, used/erased/free entries.")
-@click.option("--flash", type=click.Path(path_type=Path),
-              help="Read the NVS partition out of a whole flash dump instead of IMAGE.")
-@click.option("--table-offset", default="0x8000", show_default=True,
-              help="Flash offset of the partition table in the dump.")
-@click.option("--partition", "partition_name",
-              help="NVS partition to read from the dump (default: nvs, or the only one).")
+@flash_options
 @click.pass_context
 def dump_cmd(ctx: click.Context, image_path: Path | None, keys_path: Path | None,
-             as_json: bool, pages: bool, flash: Path | None, table_offset: str,
+             as_json: bool, pages: bool, flash: Path | None, table_offset: int,
              partition_name: str | None) -> None:
     """Show the entries of an NVS image as a tree; problems go to stderr (exit 1 if any)."""
-    label, data, keys = read_nvs_input(image_path, keys_path, flash, parse_number(table_offset),
+    label, data, keys = read_nvs_input(image_path, keys_path, flash, table_offset,
                                        partition_name)
     try:
         image = parse_nvs_image(data, keys=keys)
@@ -242,7 +236,10 @@ def report_cmd(project_dir: Path, product: str | None, sdkconfig: Path | None, o
     from ...inputs.project import load_project
     from ...views.report import build_report, render_report_html
 
-    resolved, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+    resolved, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig,
+                                      defer_unset=True)
+    for note in resolved.unset_notes:
+        click.echo(f"note: {note}", err=True)
     page = render_report_html(build_report(resolved, plan, show_secrets=show_secrets))
     write_atomic(output, page.encode("utf-8"))
     click.echo(f"wrote {output}")

@@ -12,7 +12,7 @@ import click
 from ...build.artifacts import build_outputs
 from ...plan.project_plan import plan_project
 from .outputs import write_build
-from ...inputs.project import load_project, resolve_project
+from ...inputs.project import load_project, resolve_project, unset_text
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
                              type=click.Path(path_type=Path))
@@ -20,7 +20,9 @@ PRODUCT = click.option("--product", help="Product from nvs_secure.yaml (default:
                        "default_product).")
 
 
-def _describe_value(entry, secret: bool, show_secrets: bool) -> object:
+def _describe_value(entry, secret: bool, show_secrets: bool, unset: str | None) -> object:
+    if unset is not None:
+        return unset_text(unset)
     if secret and not show_secrets:
         return "****"
     if isinstance(entry.value, (bytes, bytearray)):
@@ -46,7 +48,7 @@ def build_cmd(project_dir: Path, product: str | None, out_dir: Path | None,
     The files are written as one set (all or none), exactly those 'detect' announces."""
     planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig)
     for d in planned.security.diagnostics:
-        click.echo(f"{d.severity}: {d.message}", err=True)
+        click.echo(f"{d.severity}: {d.located}", err=True)
     if not planned.security.ok:
         raise click.exceptions.Exit(1)
     out_dir = out_dir or planned.resolved.project.root / "build" / "nvs_secure" / \
@@ -75,7 +77,9 @@ def config_show_cmd(project_dir: Path, product: str | None, as_json: bool,
                     show_secrets: bool) -> None:
     """Print the merged, resolved configuration (secrets masked)."""
     project = load_project(project_dir)
-    resolved = resolve_project(project, product)
+    resolved = resolve_project(project, product, defer_unset=True)
+    for note in resolved.unset_notes:
+        click.echo(f"note: {note}", err=True)
 
     def rel(p: Path) -> str:
         return os.path.relpath(p, project.root)
@@ -102,7 +106,8 @@ def config_show_cmd(project_dir: Path, product: str | None, as_json: bool,
                             if resolved.keys[name].file else {})},
                 "values": {ns: {key: {"type": e.type,
                                       "value": _describe_value(e, (ns, key) in vals.secrets,
-                                                               show_secrets)}
+                                                               show_secrets,
+                                                               vals.unset_variable(ns, key))}
                                 for key, e in keys.items()}
                            for ns, keys in vals.namespaces.items()},
             }

@@ -35,12 +35,12 @@ MASTER_SECRET_FILE = click.option(
 
 
 def _plan(project_dir: Path, product: str | None, sdkconfig: Path | None,
-          build_dir: Path | None):
+          build_dir: Path | None, *, defer_unset: bool = False):
     project = load_project(project_dir)
-    resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig, build_dir=build_dir)
+    resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig, build_dir=build_dir,
+                                      defer_unset=defer_unset)
     for d in plan.diagnostics:
-        where = f" ({d.file}:{d.line})" if d.file and d.line else ""
-        click.echo(f"{d.severity}: {d.message}{where}", err=True)
+        click.echo(f"{d.severity}: {d.located}", err=True)
     if not plan.ok:
         raise click.exceptions.Exit(1)
     return project, resolved, plan
@@ -116,9 +116,11 @@ def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Pa
     """Build per-device NVS images and keys for a manufacturing batch."""
     started = time.perf_counter()
     shard_spec = parse_shard(shard) if shard else (1, 1)
-    _, resolved, plan = _plan(project_dir, product, sdkconfig, build_dir)
+    # A value every device supplies (a devices CSV column) needs no base value.
+    _, resolved, plan = _plan(project_dir, product, sdkconfig, build_dir, defer_unset=True)
     batch = plan_batch(resolved, plan, master_secret=_master_secret(master_secret_file))
     table = load_devices(devices, batch, display=display_path(devices))
+    resolved.check_complete(table.supplied)
     jobs = jobs or os.cpu_count() or 1
     if sys.stderr.isatty():
         from rich.console import Console
