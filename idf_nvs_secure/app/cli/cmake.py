@@ -21,8 +21,10 @@ Thin shims: :func:`~...plan.project_plan.plan_project`,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -159,6 +161,17 @@ def _failed(project_dir: Path, product: str | None, exc: NvsSecureError,
                             errors=(message,))
 
 
+def _input_digests(files) -> dict[str, str]:
+    """SHA-256 of each existing file, by resolved path (for the manifest's check)."""
+    out: dict[str, str] = {}
+    for file in files:
+        try:
+            out[str(Path(file).resolve())] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        except OSError:
+            pass
+    return out
+
+
 def _write_csv(project: Project, table) -> bool:
     """Write the partition CSV generated from partitions.yaml when its text changes."""
     if project.partitions_file.suffix.lower() not in (".yaml", ".yml"):
@@ -229,6 +242,8 @@ def cmake_configure_cmd(project_dir: Path, product: str | None, sdkconfig: Path 
                                            sdkconfig=sdkconfig.resolve() if sdkconfig else None)
         except NvsSecureError as exc:
             integ = _failed(project_dir, product, exc, project)
+        integ = replace(integ, input_digests=_input_digests(
+            (*integ.configure_depends, *((sdkconfig,) if sdkconfig else ()))))
     write_stamp_spec(stamp_spec, stamp, integ.env)
     text = cmake_file_text(integ, sdkconfig=sdkconfig.resolve() if sdkconfig else None,
                            out_dir=images, keystore=keystore, manifest=manifest, stamp=stamp,
