@@ -29,7 +29,6 @@ from pathlib import Path
 
 import click
 
-from ...build.artifacts import build_outputs
 from ...build.integration import BuildIntegration, plan_build_integration
 from ...errors import InputError, NvsSecureError
 from ...fsutil import write_atomic
@@ -37,7 +36,6 @@ from ...inputs.partition_csv import format_partition_csv
 from ...inputs.project import PROJECT_FILE, Project, load_project, resolve_project
 from ...plan.project_plan import plan_project
 from ..stamp import write_stamp_spec
-from .outputs import write_build
 
 __all__ = ["commands", "cmake_file_text", "write_if_changed", "GENERATED_CSV_HEADER"]
 
@@ -291,6 +289,10 @@ def cmake_build_cmd(project_dir: Path, product: str | None, sdkconfig: Path | No
             f"the project now makes {', '.join(sorted(made)) or 'no images'}, "
             f"but the build was configured for {', '.join(sorted(images)) or 'none'}",
             hint="run `idf.py reconfigure` (or build again: the configure step re-runs)")
+    # Only this step builds: the configure step (every reconfigure) does not load it.
+    from ...build.artifacts import build_outputs
+    from .outputs import write_build
+
     build = build_outputs(planned, keystore=keystore,
                           kinds=tuple({o.kind for o in planned.outputs.device_outputs}))
     write_build(out_dir, build)
