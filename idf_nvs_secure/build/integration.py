@@ -32,12 +32,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from ..plan.model import SecurityPlan
-from ..plan.outputs import PlannedOutput
-from ..plan.project_plan import ProjectPlan
 from ..words import FlashEncryptionMode, KeyProvider, OutputKind, Severity
+
+if TYPE_CHECKING:  # pragma: no cover
+    # Annotations only: reading a manifest (idf.py's check, on every build) must not load
+    # the plan and its inputs.
+    from ..plan.model import SecurityPlan
+    from ..plan.outputs import PlannedOutput
+    from ..plan.project_plan import ProjectPlan
 
 __all__ = [
     "IMAGE_KINDS",
@@ -130,6 +134,13 @@ class BuildIntegration:
     env: tuple[str, ...] = ()
     #: The output plan's JSON (None when the plan has errors).
     outputs: Mapping[str, Any] | None = None
+    #: Environment variables values read (names only): the build fails while one is unset.
+    value_env: tuple[str, ...] = ()
+    #: SHA-256 (hex) of each file the configure step read to decide this (the
+    #: ``configure_depends`` and the sdkconfig), by absolute path; the configure step fills
+    #: it in, so that idf.py's check can tell whether the manifest still describes the
+    #: project without evaluating the plan again.  None: not recorded.
+    input_digests: Mapping[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -157,7 +168,10 @@ class BuildIntegration:
             "warnings": list(self.warnings),
             "errors": list(self.errors),
             "env": list(self.env),
+            "value_env": list(self.value_env),
             "outputs": self.outputs,
+            "input_digests": dict(self.input_digests) if self.input_digests is not None
+            else None,
         }
 
     @classmethod
@@ -175,7 +189,9 @@ class BuildIntegration:
             partition_csv=Path(data["partition_csv"]) if data.get("partition_csv") else None,
             messages=tuple(data.get("messages", ())), warnings=tuple(data.get("warnings", ())),
             errors=tuple(data.get("errors", ())), active=data.get("active", True),
-            env=tuple(data.get("env", ())), outputs=data.get("outputs"))
+            env=tuple(data.get("env", ())), outputs=data.get("outputs"),
+            value_env=tuple(data.get("value_env", ())),
+            input_digests=data.get("input_digests"))
 
 
 def _hex(value: int | None) -> str:
@@ -282,4 +298,6 @@ def plan_build_integration(planned: ProjectPlan, *, out_dir: Path,
         images=tuple(images), erase=tuple(erase), depends=tuple(depends),
         configure_depends=tuple(configure), partition_csv=generated,
         messages=tuple(messages), warnings=warnings, errors=all_errors,
-        env=outputs.env_vars, outputs=outputs.to_json() if not all_errors else None)
+        env=outputs.env_vars, outputs=outputs.to_json() if not all_errors else None,
+        value_env=tuple(dict.fromkeys(ref.name for out in outputs.outputs
+                                      for ref in out.inputs if ref.role == "env")))
