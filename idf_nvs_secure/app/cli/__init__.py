@@ -112,7 +112,7 @@ class ErrorMappingGroup(click.Group):
             ctx.exit(3)
 
 
-@click.group("idf-nvs-secure", cls=ErrorMappingGroup,
+@click.group("idf-nvs-secure", cls=ErrorMappingGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="idf-nvs-secure")
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
@@ -121,6 +121,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative, reproducible NVS encryption for ESP-IDF projects."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if ctx.invoked_subcommand is None:  # bare command: its help, as git and idf.py do
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:

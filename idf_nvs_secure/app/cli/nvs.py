@@ -37,7 +37,7 @@ def nvs_group() -> None:
     """Build and inspect NVS partition images (ESP-IDF nvs_partition_gen.py compatible)."""
 
 
-@nvs_group.command("build")
+@nvs_group.command("build", short_help="Build an NVS image from values files.")
 @click.argument("values", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--size", "size_text", required=True,
               help="Partition size in bytes: decimal, 0x hex, or with K/M (0x6000, 24K).")
@@ -126,15 +126,15 @@ def _csv_file_refs(text: str) -> dict[tuple[str, str], str]:
     return refs
 
 
-@nvs_group.command("convert")
+@nvs_group.command("convert", short_help="Convert NVS values CSV to values YAML.")
 @click.argument("source", metavar="VALUES.csv", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Values YAML to write.")
 def convert_cmd(source: Path, output: Path) -> None:
     """Convert nvs_partition_gen.py CSV values into a values YAML file.
 
-    Entries keep their order and types; ``file`` rows stay file references (resolved
-    relative to the new YAML file), so ``nvs build`` gives the same image from both.
+    Entries keep their order and types; 'file' rows stay file references (resolved
+    relative to the new YAML file), so 'nvs build' gives the same image from both.
     """
     text = read_input_text(source)
     entries = parse_nvs_csv(text, filename=str(source), base_dir=source.parent)
@@ -144,11 +144,11 @@ def convert_cmd(source: Path, output: Path) -> None:
     refs = {k: os.path.relpath(source.parent / path, output.parent or Path("."))
             for k, path in _csv_file_refs(text).items()}
     from ...inputs.nvs_yaml import format_nvs_values_yaml
-    from ...inputs.schemas import schema_path
+    from ...inputs.schemas import schema_comment
 
     yaml_text = format_nvs_values_yaml(
         namespaces, files=refs,
-        schema_line=f"# yaml-language-server: $schema={schema_path('nvs_values')}")
+        schema_line=schema_comment("nvs_values"))
     write_atomic(output, yaml_text.encode("utf-8"))
     click.echo(f"wrote {output} ({len(entries)} entries in {len(namespaces)} namespaces)")
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # jsonschema is imported when a document is first validated (about 60 ms), so commands
 # that read no YAML (nvs build of a CSV, cmake-dir, --help) never pay for it.
 
-__all__ = ["SCHEMA_KINDS", "load_schema", "schema_path", "validate_document"]
+__all__ = ["SCHEMA_KINDS", "load_schema", "schema_comment", "schema_path", "validate_document"]
 
 #: Schema kind -> file name in this package.
 SCHEMA_KINDS = {
@@ -36,6 +36,13 @@ SCHEMA_KINDS = {
 def schema_path(kind: str) -> Path:
     """Filesystem path of a shipped schema (for the yaml-language-server line)."""
     return Path(str(resources.files(__name__) / SCHEMA_KINDS[kind]))
+
+
+def schema_comment(kind: str) -> str:
+    """The first line written files carry: the schema by its name in the package, never
+    by a path of this machine (the file is committed and read on other machines)."""
+    return (f"# Schema: idf_nvs_secure/inputs/schemas/{SCHEMA_KINDS[kind]} (for editor "
+            "checks, see the README's \"Editor support\")")
 
 
 @lru_cache(maxsize=None)
