@@ -28,6 +28,8 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "detect": (("detect",), "detect", "Show a project's NVS security plan and the files it makes."),
     "build": (("project",), "build_cmd", "Build a product's partition table, NVS images and keys."),
+    "init": (("init",), "init_cmd", "Start: write nvs_secure.yaml and partitions.yaml from a "
+             "project's CSV."),
     "config": (("project",), "config_group", "Show the project file, resolved for a product."),
     "partitions": (("partitions",), "partitions_group",
                    "Build, show and convert partition tables."),
@@ -35,7 +37,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
             "Build, convert, dump, check and compare NVS images."),
     "keys": (("keys",), "keys_group", "Generate and show NVS keys (by fingerprint only)."),
     "report": (("inspect",), "report_cmd",
-               "Write an HTML report: plan, flash map and values (secrets masked)."),
+               "Write an HTML report of the plan, flash map and values."),
     "release": (("release",), "release_cmd", "Write a reproducible release bundle of a product."),
     "batch": (("release",), "batch_cmd", "Build per-device NVS images and keys for manufacturing."),
     # Run by ESP-IDF's CMake build, not by users: hidden from --help.
