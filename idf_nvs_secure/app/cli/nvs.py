@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -111,21 +109,6 @@ def _listing(image: NvsImage, name: str) -> str:
     return "\n".join(lines)
 
 
-def _csv_file_refs(text: str) -> dict[tuple[str, str], str]:
-    """(namespace, key) -> file path of the CSV's ``file`` rows, to keep them as files."""
-    refs: dict[tuple[str, str], str] = {}
-    namespace = ""
-    for row in csv.reader(io.StringIO(text)):
-        if len(row) < 2 or row[0].startswith("#"):
-            continue
-        key, kind = row[0].strip(), row[1].strip()
-        if kind == "namespace":
-            namespace = key
-        elif kind == "file" and len(row) >= 4:
-            refs[(namespace, key)] = row[3].strip()
-    return refs
-
-
 @nvs_group.command("convert", short_help="Convert NVS values CSV to values YAML.")
 @click.argument("source", metavar="VALUES.csv", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -136,13 +119,15 @@ def convert_cmd(source: Path, output: Path) -> None:
     Entries keep their order and types; 'file' rows stay file references (resolved
     relative to the new YAML file), so 'nvs build' gives the same image from both.
     """
+    from ...plan.project_init import csv_file_references
+
     text = read_input_text(source)
     entries = parse_nvs_csv(text, filename=str(source), base_dir=source.parent)
     namespaces: dict[str, dict[str, NvsEntry]] = {}
     for entry in entries:
         namespaces.setdefault(entry.namespace, {})[entry.key] = entry
     refs = {k: os.path.relpath(source.parent / path, output.parent or Path("."))
-            for k, path in _csv_file_refs(text).items()}
+            for k, path in csv_file_references(text).items()}
     from ...inputs.nvs_yaml import format_nvs_values_yaml
     from ...inputs.schemas import schema_comment
 
