@@ -4,7 +4,8 @@ Nothing in this package is API; scripts call :mod:`idf_nvs_secure` instead.  Err
 mapped to output and exit status in one place, :class:`ErrorMappingGroup`:
 
 * :class:`~idf_nvs_secure.errors.NvsSecureError` (user error): ``error: ...`` on stderr,
-  plus ``hint: ...`` when there is one; exit 2, no traceback.
+  plus ``hint: ...`` when there is one; exit 2, no traceback.  Several independent
+  errors of one input (:class:`~idf_nvs_secure.errors.InputErrors`): one such line each.
 * a failed check: the command exits 1 itself (``ctx.exit(1)``).
 * a bug: one ``error: internal error: ...`` line, exit 3; ``--debug`` shows the traceback.
 * a usage error (click's): ``error: ...`` and a ``hint:`` naming ``--help``; exit 2.
@@ -19,7 +20,7 @@ import traceback
 import click
 
 from ..._version import __version__
-from ...errors import NvsSecureError
+from ...errors import InputErrors, NvsSecureError
 
 __all__ = ["cli", "main"]
 
@@ -97,9 +98,10 @@ class ErrorMappingGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NvsSecureError as exc:
-            click.echo(f"error: {exc}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+            for error in exc.errors if isinstance(exc, InputErrors) else (exc,):
+                click.echo(f"error: {NvsSecureError.__str__(error)}", err=True)
+                if error.hint:
+                    click.echo(f"hint: {error.hint}", err=True)
             ctx.exit(2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
