@@ -29,8 +29,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "detect": (("detect",), "detect", "Show a project's NVS security plan and the files it makes."),
     "build": (("project",), "build_cmd", "Build a product's partition table, NVS images and keys."),
-    "init": (("init",), "init_cmd", "Start: write nvs_secure.yaml and partitions.yaml from a "
-             "project's CSV."),
+    "init": (("init",), "init_cmd", "Start a project file from a project's partitions CSV."),
     "config": (("project",), "config_group", "Show the project file, resolved for a product."),
     "partitions": (("partitions",), "partitions_group",
                    "Build, show and convert partition tables."),

@@ -12,7 +12,7 @@ from ...fsutil import display_path, write_atomic
 from ...plan.project_init import plan_project_init
 
 
-@click.command("init", short_help="Start: write nvs_secure.yaml from a project's CSV.")
+@click.command("init", short_help="Start a project file from a partitions CSV.")
 @click.argument("project_dir", required=False, default=".",
                 type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sdkconfig", type=click.Path(dir_okay=False, path_type=Path),
