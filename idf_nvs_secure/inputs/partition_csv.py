@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from ..errors import CapacityError, InputError
+from ..errors import CapacityError, ErrorCollector, InputError
 from ..formats.partition_table import (
     APP_TYPE,
     BOOTLOADER_TYPE,
@@ -156,22 +156,26 @@ def parse_partition_csv_specs(text: str, *, filename: str = "<csv>",
     """
     env = os.environ if variables is None else variables
     specs = []
+    errors = ErrorCollector()  # rows are independent: every bad row is reported at once
     for number, raw in enumerate(text.splitlines(), start=1):
         line, unknown = _expand_vars(raw, env)
         if not line.strip() or line.strip().startswith("#"):
             continue
         exact = line == raw
-        if unknown:
-            name, col = unknown[0]
-            raise InputError(f"unknown variable ${name}", file=filename, line=number, col=col,
-                             hint=f"set {name} in the environment, or write the value")
-        fields = _split_row(line)
-        try:
-            specs.append(_row_to_spec(fields, filename, number))
-        except InputError as exc:
-            if not exact:
-                exc.col = None
-            raise exc.located(filename, number) from None
+        with errors.catch():
+            if unknown:
+                name, col = unknown[0]
+                raise InputError(f"unknown variable ${name}", file=filename, line=number,
+                                 col=col, hint=f"set {name} in the environment, or write "
+                                               "the value")
+            fields = _split_row(line)
+            try:
+                specs.append(_row_to_spec(fields, filename, number))
+            except InputError as exc:
+                if not exact:
+                    exc.col = None
+                raise exc.located(filename, number) from None
+    errors.raise_any()
     return specs
 
 

@@ -102,6 +102,8 @@ class Report:
     show_secrets: bool
     version: str = __version__
     artifacts: tuple[Any, ...] = field(default_factory=tuple)
+    #: Paths of the artifacts written through flash encryption (badged on the page).
+    flash_encrypted: frozenset[str] = frozenset()
 
 
 def _yes_no(value: bool) -> str:
@@ -166,7 +168,7 @@ def _partition_report(name: str, resolved: "ResolvedProject", plan: "SecurityPla
     return NvsPartitionReport(
         name=name, offset=part.offset, size=part.size,
         encrypted=bool(planned and planned.encrypted),
-        key_source=planned.key_source if planned else None,
+        key_source=planned.key_source.description if planned and planned.key_source else None,
         format_version=version, rows=_rows(values, show_secrets), fill=fill, error=error)
 
 
@@ -180,8 +182,16 @@ def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
     encrypted = {p.name: "NVS-encrypted" for p in partitions if p.encrypted}
     flash_size = resolved.flash_size
     flash_map = layout_flash_map(table, flash_size=flash_size, nvs_encrypted=encrypted,
+                                 flash_encryption=bool(plan and plan.flash_encryption),
                                  title="Flash map")
     name = title or f"NVS security report: {resolved.project.root.name}"
+    artifacts = plan_outputs(plan, resolved).outputs if plan is not None else ()
+    from ..build.flash_encrypt import stored_encrypted
+
+    through_fe = frozenset(
+        a.path for a in artifacts if a.flash_encrypted or (
+            plan is not None and plan.flash_encryption and a.offset is not None
+            and stored_encrypted(a.offset, table)))
     return Report(
         title=name, product=resolved.product,
         settings=_settings(plan) if plan is not None else (),
@@ -189,7 +199,7 @@ def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
         notes=(tuple(plan.notes) if plan is not None else ()) + resolved.unset_notes,
         flash_map_svg=render_flash_map_svg(flash_map, standalone=False),
         partitions=partitions, show_secrets=show_secrets,
-        artifacts=plan_outputs(plan, resolved).outputs if plan is not None else ())
+        artifacts=artifacts, flash_encrypted=through_fe)
 
 
 def render_report_html(report: Report) -> str:

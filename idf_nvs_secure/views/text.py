@@ -50,7 +50,7 @@ def format_plan(plan: SecurityPlan, outputs: OutputPlan | None = None) -> str:
     for out in files:
         where = f" -> {out.partition} @ {_hex(out.offset)}" if out.partition else (
             f" @ {_hex(out.offset)}" if out.offset is not None else "")
-        lines.append(f"  {out.path}: {out.kind}{where}")
+        lines.append(f"  {out.path}: {out.kind.label}{where}")
         lines.append(f"      {out.description}"
                      + ("; written through flash encryption" if out.flash_encrypted else ""))
     for action in outputs.actions:

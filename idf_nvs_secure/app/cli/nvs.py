@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from pathlib import Path
@@ -37,7 +35,7 @@ def nvs_group() -> None:
     """Build and inspect NVS partition images (ESP-IDF nvs_partition_gen.py compatible)."""
 
 
-@nvs_group.command("build")
+@nvs_group.command("build", short_help="Build an NVS image from values files.")
 @click.argument("values", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--size", "size_text", required=True,
               help="Partition size in bytes: decimal, 0x hex, or with K/M (0x6000, 24K).")
@@ -111,44 +109,31 @@ def _listing(image: NvsImage, name: str) -> str:
     return "\n".join(lines)
 
 
-def _csv_file_refs(text: str) -> dict[tuple[str, str], str]:
-    """(namespace, key) -> file path of the CSV's ``file`` rows, to keep them as files."""
-    refs: dict[tuple[str, str], str] = {}
-    namespace = ""
-    for row in csv.reader(io.StringIO(text)):
-        if len(row) < 2 or row[0].startswith("#"):
-            continue
-        key, kind = row[0].strip(), row[1].strip()
-        if kind == "namespace":
-            namespace = key
-        elif kind == "file" and len(row) >= 4:
-            refs[(namespace, key)] = row[3].strip()
-    return refs
-
-
-@nvs_group.command("convert")
+@nvs_group.command("convert", short_help="Convert NVS values CSV to values YAML.")
 @click.argument("source", metavar="VALUES.csv", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Values YAML to write.")
 def convert_cmd(source: Path, output: Path) -> None:
     """Convert nvs_partition_gen.py CSV values into a values YAML file.
 
-    Entries keep their order and types; ``file`` rows stay file references (resolved
-    relative to the new YAML file), so ``nvs build`` gives the same image from both.
+    Entries keep their order and types; 'file' rows stay file references (resolved
+    relative to the new YAML file), so 'nvs build' gives the same image from both.
     """
+    from ...plan.project_init import csv_file_references
+
     text = read_input_text(source)
     entries = parse_nvs_csv(text, filename=str(source), base_dir=source.parent)
     namespaces: dict[str, dict[str, NvsEntry]] = {}
     for entry in entries:
         namespaces.setdefault(entry.namespace, {})[entry.key] = entry
     refs = {k: os.path.relpath(source.parent / path, output.parent or Path("."))
-            for k, path in _csv_file_refs(text).items()}
+            for k, path in csv_file_references(text).items()}
     from ...inputs.nvs_yaml import format_nvs_values_yaml
-    from ...inputs.schemas import schema_path
+    from ...inputs.schemas import schema_comment
 
     yaml_text = format_nvs_values_yaml(
         namespaces, files=refs,
-        schema_line=f"# yaml-language-server: $schema={schema_path('nvs_values')}")
+        schema_line=schema_comment("nvs_values"))
     write_atomic(output, yaml_text.encode("utf-8"))
     click.echo(f"wrote {output} ({len(entries)} entries in {len(namespaces)} namespaces)")
 

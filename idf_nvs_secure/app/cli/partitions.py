@@ -36,7 +36,7 @@ from ...inputs.partitions_yaml import (
     format_partitions_yaml,
     read_partition_source,
 )
-from ...inputs.schemas import schema_path
+from ...inputs.schemas import schema_comment
 from .params import AnyInt
 
 
@@ -104,7 +104,7 @@ def partitions_group() -> None:
     """Build and inspect ESP-IDF partition tables (gen_esp32part.py compatible)."""
 
 
-@partitions_group.command("build")
+@partitions_group.command("build", short_help="Build a binary partition table.")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Binary partition table to write (0xC00 bytes).")
@@ -153,7 +153,7 @@ def _as_text(table: PartitionTable) -> str:
     return "\n".join(lines)
 
 
-@partitions_group.command("show")
+@partitions_group.command("show", short_help="Show a partition table (and draw it).")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True,
               help='Print JSON: {"table_offset": int, "partitions": [{"name": str, "type": '
@@ -223,7 +223,7 @@ def _project_table(project_dir: Path, product: str | None, offset: int | None,
             f"{resolved.project.root.name}{label}")
 
 
-@partitions_group.command("convert")
+@partitions_group.command("convert", short_help="Convert between CSV, YAML and a built table.")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="partitions.yaml or .csv to write (the other kind than INPUT).")
@@ -249,7 +249,7 @@ def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str 
         text = format_partitions_yaml(
             parsed.specs, table_offset=parsed.table.offset, flash_size=parsed.flash_size,
             nvs_keys_for=parsed.nvs_keys_for,
-            schema_line=f"# yaml-language-server: $schema={schema_path('partitions')}")
+            schema_line=schema_comment("partitions"))
     elif output.suffix.lower() == ".csv":
         text = format_partition_csv(parsed.table)
     else:

@@ -16,6 +16,7 @@ from ...inputs.keysource import SecretSpec, read_master_secret
 from ...inputs.project import load_project
 from ...release.batch import load_devices, parse_shard, plan_batch, run_batch
 from ...release.bundle import release_project
+from .params import MASTER_SECRET_FILE
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
                              type=click.Path(path_type=Path))
@@ -27,11 +28,6 @@ SDKCONFIG = click.option("--sdkconfig", type=click.Path(path_type=Path),
                          help="Use this sdkconfig (or sdkconfig.json).")
 BUILD_DIR = click.option("--build-dir", type=click.Path(path_type=Path),
                          help="ESP-IDF build directory (default: PROJECT_DIR/build).")
-MASTER_SECRET_FILE = click.option(
-    "--master-secret-file", type=click.Path(path_type=Path),
-    help="Derive keys from the secret in this file (64+ hex digits or 32+ bytes); "
-         "overrides the project file's master secret, and keys of source 'generate' "
-         "become derived from it.")
 
 
 def _plan(project_dir: Path, product: str | None, sdkconfig: Path | None,
@@ -86,11 +82,14 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
         where = f" at 0x{f.offset:x}" if f.offset is not None else ""
         how = (" (pre-encrypted)" if f.pre_encrypted else
                " (written through flash encryption)" if f.encrypted else "")
-        click.echo(f"  {f.name}: {f.kind}{where}{how}")
+        kind = getattr(f.kind, "label", str(f.kind).replace("_", " "))
+        click.echo(f"  {f.name}: {kind}{where}{how}")
     if not bundle.manifest["reproducible"]:
         click.echo("warning: random keys: this bundle cannot be reproduced", err=True)
-    click.echo(f"wrote {display_path(zip_path)} ({len(bundle.files)} files, sha256 "
-               f"{hashlib.sha256(bundle.zip_data).hexdigest()})")
+    firmware = (f"{len(bundle.manifest['firmware'])} firmware images"
+                if bundle.manifest["firmware"] else "NO firmware: NVS images and keys only")
+    click.echo(f"wrote {display_path(zip_path)} ({len(bundle.files)} files, {firmware}, "
+               f"sha256 {hashlib.sha256(bundle.zip_data).hexdigest()})")
 
 
 @click.command("batch")
