@@ -90,3 +90,14 @@ def test_a_folder_without_a_project_file_says_what_to_give(tmp_path):
         f"error: {tmp_path}: a folder without nvs_secure.yaml",
         "hint: give a partitions file (.csv, .yaml), a built table (.bin) or a project "
         "folder with nvs_secure.yaml"]
+
+
+
+def test_the_map_writes_offsets_as_every_other_command_does(tmp_path: Path) -> None:
+    project = copy_example_project(tmp_path)
+    out = tmp_path / "m.svg"
+    result = CliRunner().invoke(cli, ["partitions", "show", str(project / "partitions.yaml"),
+                                      "--svg", str(out)])
+    assert result.exit_code == 0, result.output
+    offsets = re.findall(r'class="offset[^"]*"[^>]*>(0x[0-9a-f]+)<', out.read_text())
+    assert "0xe000" in offsets and not any(o.startswith("0x0") for o in offsets)
