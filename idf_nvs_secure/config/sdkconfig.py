@@ -41,9 +41,7 @@ import json
 import os
 import re
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,6 +50,8 @@ from ..errors import InputError
 from ..fsutil import read_input_text
 from ._kconfiglib import kconfiglib
 from .chips import CHIPS, DEFAULT_TARGET, SOC_SYMBOLS, get_chip, soc_symbols
+from .idf_tree import load_idf_tree_kconfiglib, resolve_tree, tree_renames
+from .idf_versions import find_idf_version, version_from_sdkconfig
 
 __all__ = [
     "Assignment",
@@ -68,23 +68,27 @@ __all__ = [
     "model_symbol_names",
 ]
 
-#: Deprecated names ESP-IDF still accepts for symbols of the model
-#: (components/bootloader/sdkconfig.rename).
+#: Deprecated names ESP-IDF still accepts for symbols of the model: every line of an
+#: ESP-IDF sdkconfig.rename (v4.4 to master, all targets) whose new name the model
+#: defines.  components/bootloader/sdkconfig.rename and
+#: components/espcoredump/sdkconfig.rename (same lines at v5.5.5, v6.0.2, v6.1-beta1 and
+#: master); tests/test_kconfig_renames.py checks the list against the model.  A new
+#: name starting with ``!`` is an inverted boolean (none of the model's so far).
 RENAMED_SYMBOLS: dict[str, str] = {
     "FLASH_ENCRYPTION_ENABLED": "SECURE_FLASH_ENC_ENABLED",
     "FLASH_ENCRYPTION_INSECURE": "SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT",
+    "SECURE_BOOT_ENABLED": "SECURE_BOOT_V1_ENABLED",
+    "ESP32_ENABLE_COREDUMP_TO_FLASH": "ESP_COREDUMP_ENABLE_TO_FLASH",
+    "ESP32_ENABLE_COREDUMP_TO_UART": "ESP_COREDUMP_ENABLE_TO_UART",
+    "ESP32_ENABLE_COREDUMP_TO_NONE": "ESP_COREDUMP_ENABLE_TO_NONE",
 }
 
-#: Symbols ESP-IDF's own Kconfig tree must define for its result to be used.
-_REQUIRED_IN_IDF_TREE = ("IDF_TARGET", "NVS_ENCRYPTION", "SECURE_FLASH_ENC_ENABLED",
-                         "PARTITION_TABLE_OFFSET")
 
 _SET_RE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _UNSET_RE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
 _TARGET_LINE_RE = re.compile(r'^CONFIG_IDF_TARGET="([^"]+)"$')
 _DEFINED_AT_RE = re.compile(r" \(defined at [^)]*\)")
 _WARN_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): warning: (?P<msg>.*)$")
-_ENV_LOCK = threading.Lock()
 
 Value = bool | int | str | None
 
@@ -161,6 +165,13 @@ class ResolvedConfig:
     model: str = "shipped"
     warnings: tuple[ConfigWarning, ...] = ()
     notes: tuple[str, ...] = ()
+    #: The firmware's ESP-IDF (``"v6.0.2"``) and where that came from, when known
+    #: (:func:`.idf_versions.find_idf_version`).
+    idf_version: str | None = None
+    idf_version_source: str | None = None
+    #: The sdkconfig was written by ESP-IDF's kconfgen (its header line is there), so
+    #: a symbol it lacks was not part of the build's Kconfig tree.
+    written_by_idf: bool = False
 
 
 # --- reading files -------------------------------------------------------------------
@@ -172,8 +183,19 @@ def _unquote(value: str) -> str:
     return value
 
 
-def parse_sdkconfig_text(text: str, *, filename: str = "<sdkconfig>") -> list[Assignment]:
-    """The assignments in sdkconfig text, in file order (renames applied).
+def _renamed(name: str, value: str, renames: Mapping[str, str]) -> tuple[str, str]:
+    """``(name, value)`` after a rename; an inverted rename flips a boolean value."""
+    new = renames.get(name)
+    if new is None:
+        return name, value
+    if new.startswith("!"):
+        return new[1:], {"y": "n", "n": "y"}.get(value, value)
+    return new, value
+
+
+def parse_sdkconfig_text(text: str, *, filename: str = "<sdkconfig>",
+                         renames: Mapping[str, str] = RENAMED_SYMBOLS) -> list[Assignment]:
+    """The assignments in sdkconfig text, in file order (``renames`` applied).
 
     Blank lines, comments and malformed lines are skipped here; kconfiglib reports
     malformed lines when the text is evaluated.
@@ -189,7 +211,8 @@ def parse_sdkconfig_text(text: str, *, filename: str = "<sdkconfig>") -> list[As
             if not match:
                 continue
             name, value = match.group(1), "n"
-        out.append(Assignment(RENAMED_SYMBOLS.get(name, name), value, filename, lineno))
+        name, value = _renamed(name, value, renames)
+        out.append(Assignment(name, value, filename, lineno))
     return out
 
 
@@ -205,7 +228,7 @@ def parse_sdkconfig_json(text: str, *, filename: str = "sdkconfig.json") -> dict
     return data
 
 
-def _loadable_text(text: str) -> str:
+def _loadable_text(text: str, renames: Mapping[str, str] = RENAMED_SYMBOLS) -> str:
     """sdkconfig text as kconfiglib should see it: renames applied and, as ESP-IDF's
     kconfgen does, ``CONFIG_X=`` turned into ``# CONFIG_X is not set``.  One line in,
     one line out, so kconfiglib's line numbers stay right."""
@@ -213,9 +236,11 @@ def _loadable_text(text: str) -> str:
     for raw in text.splitlines():
         line = raw.strip()
         match = _SET_RE.match(line) or _UNSET_RE.match(line)
-        if match and match.group(1) in RENAMED_SYMBOLS:
-            raw = raw.replace(f"CONFIG_{match.group(1)}", f"CONFIG_{RENAMED_SYMBOLS[match.group(1)]}", 1)
-            line = raw.strip()
+        if match and match.group(1) in renames:
+            value = match.group(2) if match.re is _SET_RE else "n"
+            name, value = _renamed(match.group(1), value, renames)
+            raw = f"# CONFIG_{name} is not set" if value == "n" else f"CONFIG_{name}={value}"
+            line = raw
         set_match = _SET_RE.match(line)
         if set_match and set_match.group(2) == "":
             raw = f"# CONFIG_{set_match.group(1)} is not set"
@@ -369,68 +394,23 @@ def model_symbol_names() -> tuple[str, ...]:
     return tuple(names)
 
 
-@contextmanager
-def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    with _ENV_LOCK:
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
-
-
-def _load_idf_tree(idf_path: Path, target: str, work: Path) -> kconfiglib.Kconfig:
-    """Parse ESP-IDF's own Kconfig tree the way tools/cmake/kconfig.cmake sets it up."""
-    root = idf_path / "Kconfig"
-    if not root.is_file():
-        raise FileNotFoundError(f"{root} not found")
-    components = sorted(p for p in (idf_path / "components").glob("*") if p.is_dir())
-    lists = {}
-    for key, name in (("COMPONENT_KCONFIGS_SOURCE_FILE", "Kconfig"),
-                      ("COMPONENT_KCONFIGS_PROJBUILD_SOURCE_FILE", "Kconfig.projbuild")):
-        listing = work / f"{name}.sources"
-        listing.write_text("".join(f'source "{c / name}"\n' for c in components
-                                   if (c / name).is_file()), encoding="utf-8")
-        lists[key] = str(listing)
-    env = {"IDF_PATH": str(idf_path), "IDF_TARGET": target, "srctree": str(idf_path),
-           "IDF_TOOLCHAIN": "gcc", "IDF_ENV_FPGA": "", "IDF_INIT_VERSION": "",
-           "IDF_MINIMAL_BUILD": "n", **lists}
-    kconf = kconfiglib.Kconfig.__new__(kconfiglib.Kconfig)
-    with _patched_environ(env):
-        try:
-            kconf.__init__(str(root), warn=True, warn_to_stderr=False)
-        except Exception as exc:
-            # Kconfig.filename/linenr are the parser's position (public attributes).
-            where = getattr(kconf, "filename", None)
-            if where and not isinstance(exc, kconfiglib.KconfigError):
-                raise RuntimeError(f"{where}:{getattr(kconf, 'linenr', '?')}: "
-                                   f"{type(exc).__name__}: {exc}") from exc
-            raise
-    missing = [name for name in _REQUIRED_IN_IDF_TREE if name not in kconf.syms
-               or not kconf.syms[name].nodes]
-    if missing:
-        raise LookupError("it does not define " + ", ".join(missing))
-    return kconf
-
-
-def _load_model(target: str, work: Path, env: Mapping[str, str]) -> tuple[kconfiglib.Kconfig, str, list[str]]:
-    """kconfiglib parsed from ESP-IDF's tree (when IDF_PATH works) or the shipped model."""
+def _load_model(target: str, work: Path, env: Mapping[str, str], try_idf: bool = True,
+                why_not: str | None = None) -> tuple[kconfiglib.Kconfig, str, list[str]]:
+    """kconfiglib parsed from ESP-IDF's tree (when IDF_PATH works) or the shipped model.
+    ``why_not``: why esp-idf-kconfig did not resolve the tree, for the note."""
     notes: list[str] = []
-    idf_path = env.get("IDF_PATH")
+    idf_path = env.get("IDF_PATH") if try_idf else None
     if idf_path:
         try:
-            kconf = _load_idf_tree(Path(idf_path), target, work)
-            notes.append(f"evaluated against ESP-IDF's Kconfig tree at {idf_path}")
+            kconf = load_idf_tree_kconfiglib(Path(idf_path), target, work)
+            notes.append(f"evaluated against ESP-IDF's Kconfig tree at {idf_path} with "
+                         f"kconfiglib" + (f" ({why_not})" if why_not else ""))
             return kconf, f"esp-idf:{idf_path}", notes
         except Exception as exc:  # kconfiglib raises many kinds; any of them means "fall back"
             reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            notes.append(f"kconfiglib could not use ESP-IDF's Kconfig at {idf_path} ({reason}); "
-                         "used the shipped model instead")
+            first = f"{why_not}; " if why_not and "Kconfig not found" not in why_not else ""
+            notes.append(f"could not use ESP-IDF's Kconfig tree at {idf_path} ({first}kconfiglib: "
+                         f"{reason}); used the shipped model instead")
     model = work / "nvs_secure.Kconfig"
     model.write_text(model_kconfig_text(target), encoding="utf-8")
     return kconfiglib.Kconfig(str(model), warn=True, warn_to_stderr=False), "shipped", notes
@@ -536,21 +516,32 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
             chain.append((inputs.config, config_text))
 
     names = model_symbol_names()
+    renames = dict(RENAMED_SYMBOLS)
+    if env.get("IDF_PATH") and json_data is None:
+        renames.update(tree_renames(Path(env["IDF_PATH"]), target, project_dir))
     requested: dict[str, Assignment] = {}
     for path, text in chain:
-        for item in parse_sdkconfig_text(text, filename=_display(path, project_dir)):
+        for item in parse_sdkconfig_text(text, filename=_display(path, project_dir),
+                                         renames=renames):
             if item.name in names:
                 requested.pop(item.name, None)  # keep the order of last assignment
                 requested[item.name] = item
 
     with tempfile.TemporaryDirectory(prefix="idf-nvs-secure-") as tmp:
         work = Path(tmp)
-        kconf, model, model_notes = _load_model(target, work, env)
+        tree, why_not = (None, None) if json_data is not None else \
+            resolve_tree(inputs.project_dir, inputs.config, target, chain, work, env)
+        kconf, model, model_notes = _load_model(target, work, env, try_idf=tree is None,
+                                                why_not=why_not)
         notes += model_notes
+        if tree is not None:
+            model = f"esp-idf-kconfig:{env['IDF_PATH']}"
+            notes.append(f"resolved with esp-idf-kconfig over ESP-IDF's Kconfig tree at "
+                         f"{env['IDF_PATH']}, every component's sdkconfig.rename applied")
         kconf.warn_assign_override = kconf.warn_assign_redun = kconf.warn_assign_undef = False
         kconf.warnings.clear()
         paths: dict[str, str] = {}
-        loads = [(p, _loadable_text(t)) for p, t in chain]
+        loads = [(p, _loadable_text(t, renames)) for p, t in chain]
         if json_data is not None:
             loads = [(inputs.config, _json_to_text(json_data, kconf, names))]
         for index, (path, text) in enumerate(loads):
@@ -573,6 +564,22 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
                     notes.append(f"the model resolves {name} to {values[name]!r} but the build's "
                                  f"sdkconfig.json says {json_data[name]!r}; used the build's value")
                 values[name] = _json_value(json_data[name])
+    if tree is not None:
+        for name in names:
+            real = _json_value(tree.get(name))
+            if real is None and isinstance(values[name], bool):
+                real = False  # not written: its dependencies are not met
+            if real != values[name] and name not in SOC_SYMBOLS and values[name] is not None:
+                notes.append(f"the shipped model resolves {name} to {values[name]!r}; ESP-IDF's "
+                             f"Kconfig tree to {real!r}, which is used")
+            values[name] = real
+
+    header = config_text if inputs.kind == "sdkconfig" else None
+    if header is None and (project_dir / "sdkconfig").is_file():
+        header = read_input_text(project_dir / "sdkconfig")
+    version, version_source, version_notes = find_idf_version(
+        env, header, "sdkconfig" if inputs.kind != "sdkconfig" else _display(inputs.config, project_dir))
+    notes += version_notes
 
     warnings = _located_warnings(raw_warnings, set(names), paths, requested)
     return ResolvedConfig(
@@ -582,6 +589,10 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
         requested=requested if json_data is None else {}, dependencies=dependencies,
         choices=choices,
         loaded=tuple(paths.values()), model=model, warnings=tuple(warnings), notes=tuple(notes),
+        idf_version=str(version) if version else None, idf_version_source=version_source,
+        written_by_idf=bool(config_text and inputs.kind == "sdkconfig"
+                            and version_from_sdkconfig(config_text) is not None)
+                       or inputs.kind == "sdkconfig.json",
     )
 
 
