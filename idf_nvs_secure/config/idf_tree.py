@@ -121,7 +121,8 @@ def resolve_with_kconfgen(idf_path: Path, target: str, *, project_dir: Path | No
     dirs = component_dirs(idf_path, Path(project_dir).resolve() if project_dir else None)
     kconfigs = [str(d / "Kconfig") for d in dirs if (d / "Kconfig").is_file()]
     projbuilds = [str(d / "Kconfig.projbuild") for d in dirs if (d / "Kconfig.projbuild").is_file()]
-    renames = [str(p) for p in _rename_files(idf_path, dirs, target)[1:]]
+    root_rename = idf_path / "sdkconfig.rename"
+    renames = [str(p) for p in _rename_files(idf_path, dirs, target) if p != root_rename]
     sources = work / "kconfigs.in"
     sources_pb = work / "kconfigs_projbuild.in"
     sources.write_text("\n".join(f'source "{p}"' for p in kconfigs), encoding="utf-8")
@@ -143,10 +144,11 @@ def resolve_with_kconfgen(idf_path: Path, target: str, *, project_dir: Path | No
     out = work / "sdkconfig.json"
     command = [sys.executable, "-m", "kconfgen", "--list-separator=semicolon",
                "--kconfig", str(idf_path / "Kconfig"),
-               "--sdkconfig-rename", str(idf_path / "sdkconfig.rename"),
                "--env", f"IDF_MINIMAL_BUILD={'y' if minimal_build else 'n'}",
                "--env", f"IDF_INIT_VERSION={version}",
                "--env-file", str(env_file)]
+    if (idf_path / "sdkconfig.rename").is_file():
+        command += ["--sdkconfig-rename", str(idf_path / "sdkconfig.rename")]
     for path in defaults:
         command += ["--defaults", str(Path(path).resolve())]
     if config is not None:
@@ -169,6 +171,9 @@ def resolve_with_kconfgen(idf_path: Path, target: str, *, project_dir: Path | No
     data = json.loads(out.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise RuntimeError("kconfgen wrote no JSON object")
+    missing = [name for name in ("IDF_TARGET", "PARTITION_TABLE_OFFSET") if name not in data]
+    if missing:
+        raise RuntimeError("the tree does not define " + ", ".join(missing))
     return data
 
 
