@@ -169,9 +169,10 @@ class ResolvedConfig:
     #: (:func:`.idf_versions.find_idf_version`).
     idf_version: str | None = None
     idf_version_source: str | None = None
-    #: The sdkconfig was written by ESP-IDF's kconfgen (its header line is there), so
-    #: a symbol it lacks was not part of the build's Kconfig tree.
-    written_by_idf: bool = False
+    #: Every symbol an ESP-IDF-written configuration names (a sdkconfig with kconfgen's
+    #: header line, or a build's sdkconfig.json): a symbol missing there was not in the
+    #: build's Kconfig tree.  None for files a user wrote (defaults).
+    idf_symbols: frozenset[str] | None = None
 
 
 # --- reading files -------------------------------------------------------------------
@@ -590,10 +591,17 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
         choices=choices,
         loaded=tuple(paths.values()), model=model, warnings=tuple(warnings), notes=tuple(notes),
         idf_version=str(version) if version else None, idf_version_source=version_source,
-        written_by_idf=bool(config_text and inputs.kind == "sdkconfig"
-                            and version_from_sdkconfig(config_text) is not None)
-                       or inputs.kind == "sdkconfig.json",
+        idf_symbols=_idf_symbols(inputs.kind, config_text, json_data),
     )
+
+
+def _idf_symbols(kind: str, text: str | None,
+                 json_data: Mapping[str, object] | None) -> frozenset[str] | None:
+    if json_data is not None:
+        return frozenset(json_data)
+    if kind == "sdkconfig" and text is not None and version_from_sdkconfig(text) is not None:
+        return frozenset(a.name for a in parse_sdkconfig_text(text, renames={}))
+    return None
 
 
 def read_config(project_dir: Path, *, sdkconfig: Path | None = None,

@@ -12,6 +12,7 @@ import click
 from ...build.artifacts import build_outputs
 from ...plan.project_plan import plan_project
 from .outputs import write_build
+from .params import IDF_VERSION
 from ...inputs.project import load_project, resolve_project
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
@@ -39,12 +40,15 @@ def _describe_value(entry, secret: bool, show_secrets: bool) -> object:
               help="Where keys of source 'generate' are kept (default: <out-dir>/../keys).")
 @click.option("--force", is_flag=True,
               help="Replace key files of an earlier build even when the keys change.")
+@IDF_VERSION
 def build_cmd(project_dir: Path, product: str | None, out_dir: Path | None,
-              sdkconfig: Path | None, keystore: Path | None, force: bool) -> None:
+              sdkconfig: Path | None, keystore: Path | None, force: bool,
+              idf_version: str | None) -> None:
     """Build the partition table, NVS images and keys of a project's product.
 
     The files are written as one set (all or none), exactly those 'detect' announces."""
-    planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+    planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig,
+                           idf_version=idf_version)
     for d in planned.security.diagnostics:
         click.echo(f"{d.severity}: {d.message}", err=True)
     if not planned.security.ok:
