@@ -231,3 +231,13 @@ def test_row_linux_preload(tmp_path: Path, version: str, preloaded: bool) -> Non
     assert len(preload) == 1
     assert ("preloads the images" in preload[0]) is preloaded
     assert ("cannot preload" in preload[0]) is (not preloaded)
+
+
+def test_detect_says_which_kconfig_model(tmp_path: Path) -> None:
+    proj = write(tmp_path / "p", {"sdkconfig.defaults": ESP32_FLASH_ENC})
+    assert detect_plan(proj, env={}).config["model"] == "shipped"
+    write(proj, {"build/config/sdkconfig.json": json.dumps(
+        {"IDF_TARGET": "esp32", "NVS_ENCRYPTION": True, "SECURE_FLASH_ENC_ENABLED": True,
+         "PARTITION_TABLE_OFFSET": 0x8000})})
+    result = CliRunner().invoke(cli, ["detect", str(proj)], env=CLEAN_ENV)
+    assert "Kconfig model: sdkconfig.json (ESP-IDF's build resolved it)" in result.output

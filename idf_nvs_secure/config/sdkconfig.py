@@ -535,6 +535,8 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
         kconf, model, model_notes = _load_model(target, work, env, try_idf=tree is None,
                                                 why_not=why_not)
         notes += model_notes
+        if json_data is not None:
+            model = "sdkconfig.json (ESP-IDF's build resolved it)"
         if tree is not None:
             model = f"esp-idf-kconfig:{env['IDF_PATH']}"
             notes.append(f"resolved with esp-idf-kconfig over ESP-IDF's Kconfig tree at "
