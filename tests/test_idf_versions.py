@@ -15,6 +15,7 @@ from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.build.integration import plan_build_integration
 from idf_nvs_secure.config.idf_versions import (
     FLOAT_TYPES,
+    HMAC_DEFAULT_SCHEME,
     HMAC_SCHEME,
     IDF_FEATURES,
     LINUX_PRELOAD,
@@ -241,3 +242,26 @@ def test_detect_says_which_kconfig_model(tmp_path: Path) -> None:
          "PARTITION_TABLE_OFFSET": 0x8000})})
     result = CliRunner().invoke(cli, ["detect", str(proj)], env=CLEAN_ENV)
     assert "Kconfig model: sdkconfig.json (ESP-IDF's build resolved it)" in result.output
+
+
+@pytest.mark.parametrize("version, scheme", [("5.5.5", "flash_enc"), ("6.0.2", "hmac"), (None, "hmac")])
+def test_row_hmac_default_scheme_from_6_0(tmp_path: Path, version: str | None, scheme: str) -> None:
+    # esp32c3 with flash encryption and NVS encryption, no scheme named: v5.2 to v5.5
+    # default to flash encryption, v6.0 to HMAC (unknown version: the newest).
+    assert HMAC_DEFAULT_SCHEME.since_text == "v6.0"
+    proj = write(tmp_path / "p", {"sdkconfig.defaults": 'CONFIG_IDF_TARGET="esp32c3"\n'
+                                  "CONFIG_SECURE_FLASH_ENC_ENABLED=y\nCONFIG_NVS_ENCRYPTION=y\n"})
+    assert detect_plan(proj, env={}, idf_version=version).scheme == scheme
+    # "None" exists from v6.0 only.
+    write(proj, {"sdkconfig.defaults": (proj / "sdkconfig.defaults").read_text()
+                 + "CONFIG_NVS_SEC_KEY_PROTECT_NONE=y\n"})
+    assert (detect_plan(proj, env={}, idf_version=version).scheme == "none") is (version != "5.5.5")
+
+
+def test_scheme_none_before_6_0_is_an_unknown_symbol(tmp_path: Path) -> None:
+    # ESP-IDF v5.5's kconfgen ignores CONFIG_NVS_SEC_KEY_PROTECT_NONE (no such symbol),
+    # so an earlier HMAC selection stands (measured against v5.5.5's own tree).
+    proj = write(tmp_path / "p", {"sdkconfig.defaults": HMAC_C3
+                                  + "CONFIG_NVS_SEC_KEY_PROTECT_USING_HMAC=y\nCONFIG_NVS_SEC_KEY_PROTECT_NONE=y\n"})
+    assert detect_plan(proj, env={}, idf_version="5.5.5").scheme == "hmac"
+    assert detect_plan(proj, env={}, idf_version="6.0.2").scheme == "none"

@@ -51,21 +51,25 @@ CHOICES = [
     "CONFIG_SECURE_BOOT=y", "CONFIG_SECURE_BOOT_ENABLED=y", "CONFIG_SECURE_BOOT_V2_ENABLED=y",
     "CONFIG_SECURE_FLASH_ENCRYPTION_AES256=y", "CONFIG_ESPTOOLPY_FLASHSIZE_8MB=y",
     "CONFIG_SECURE_ENABLE_TEE=y", "CONFIG_PARTITION_TABLE_SINGLE_APP_TEE=y", "CONFIG_EFUSE_VIRTUAL=y",
+    "CONFIG_ESP32_REV_MIN_3=y", "CONFIG_ESP32_REV_MIN_1=y",
 ]
 
 
-def idf_tree(root: Path, target: str) -> Path:
-    """An ESP-IDF-shaped tree whose Kconfig is the shipped model for ``target``."""
+def idf_tree(root: Path, target: str, version: str = "6.0.2") -> Path:
+    """An ESP-IDF-shaped tree whose Kconfig is the shipped model for ``target`` and
+    ESP-IDF ``version``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "Kconfig").write_text(
-        model_kconfig_text(target) + '\nsource "$COMPONENT_KCONFIGS_SOURCE_FILE"\n'
+        model_kconfig_text(target, version) + '\nsource "$COMPONENT_KCONFIGS_SOURCE_FILE"\n'
         'source "$COMPONENT_KCONFIGS_PROJBUILD_SOURCE_FILE"\n', encoding="utf-8")
     for name, text in IDF_RENAME_FILES.items():
         (root / "components" / name).mkdir(parents=True, exist_ok=True)
         (root / "components" / name / "sdkconfig.rename").write_text(text, encoding="utf-8")
     (root / "tools" / "cmake").mkdir(parents=True, exist_ok=True)
+    major, minor, patch = version.split(".")
     (root / "tools" / "cmake" / "version.cmake").write_text(
-        "set(IDF_VERSION_MAJOR 6)\nset(IDF_VERSION_MINOR 0)\nset(IDF_VERSION_PATCH 2)\n")
+        f"set(IDF_VERSION_MAJOR {major})\nset(IDF_VERSION_MINOR {minor})\n"
+        f"set(IDF_VERSION_PATCH {patch})\n")
     return root
 
 
@@ -102,16 +106,17 @@ def test_coredump_rename_picks_the_coredump_table_without_esp_idf(tmp_path: Path
     assert real.values["PARTITION_TABLE_FILENAME"] == "partitions_singleapp_coredump.csv"
 
 
-@pytest.mark.parametrize("seed", range(24))
-def test_shipped_model_agrees_with_esp_idf_kconfig(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("version", ["6.0.2", "5.5.5"])
+@pytest.mark.parametrize("seed", range(16))
+def test_shipped_model_agrees_with_esp_idf_kconfig(tmp_path: Path, seed: int, version: str) -> None:
     rng = random.Random(seed)
     target = sorted(t for t in CHIPS if t != "linux")[seed % (len(CHIPS) - 1)]
     lines = [f'CONFIG_IDF_TARGET="{target}"'] + rng.sample(CHOICES, rng.randint(2, 9))
     project = tmp_path / "p"
     project.mkdir()
     (project / "sdkconfig.defaults").write_text("\n".join(lines) + "\n")
-    shipped = read_config(project, env={})
-    real = read_config(project, env={"IDF_PATH": str(idf_tree(tmp_path / "idf", target))})
+    shipped = read_config(project, env={}, idf_version=version)
+    real = read_config(project, env={"IDF_PATH": str(idf_tree(tmp_path / "idf", target, version))})
     assert real.model.startswith("esp-idf-kconfig:"), real.notes
     differ = {name: (shipped.values[name], real.values[name]) for name in shipped.values
               if shipped.values[name] != real.values[name]

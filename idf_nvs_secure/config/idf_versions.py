@@ -37,6 +37,7 @@ __all__ = [
     "MULTIPAGE_BLOBS",
     "NVS_ENCRYPTION",
     "HMAC_SCHEME",
+    "HMAC_DEFAULT_SCHEME",
     "READONLY_PARTITIONS",
     "SMALL_READONLY_NVS",
     "NVS_SEC_PROVIDER_ALWAYS",
@@ -128,6 +129,13 @@ NVS_ENCRYPTION = _f("nvs-encryption", "NVS encryption", "3.2", "v3.2-beta1", "48
 HMAC_SCHEME = _f("hmac-scheme", "the HMAC key protection scheme (nvs_sec_provider)", "5.2",
                  "v5.2-beta1", "c1bed366",
                  "nvs_flash: Add support for HMAC-based NVS encryption keys protection scheme")
+#: HMAC the default key protection scheme where the chip has it, and the scheme "None"
+#: (v5.2 to v5.5: flash encryption by default, no "None").
+HMAC_DEFAULT_SCHEME = _f("hmac-default-scheme",
+                         "HMAC as the default key protection scheme, and the scheme None",
+                         "6.0", "v6.0-beta1", "1ea0fc26",
+                         "change(nvs_sec_provider): Make the HMAC-based NVS security scheme "
+                         "default for supported SoCs")
 #: The partition table's ``readonly`` flag (read-only NVS partitions).
 READONLY_PARTITIONS = _f("readonly-flag", "read-only partitions", "5.2", "v5.2-beta1",
                          "ab1eb37f",
@@ -149,7 +157,7 @@ LINUX_PRELOAD = _f("linux-preload", "preloading images into the linux target's e
 
 IDF_FEATURES: tuple[IdfFeature, ...] = (
     MULTIPAGE_BLOBS, NVS_ENCRYPTION, HMAC_SCHEME, READONLY_PARTITIONS, SMALL_READONLY_NVS,
-    NVS_SEC_PROVIDER_ALWAYS, FLOAT_TYPES, LINUX_PRELOAD,
+    NVS_SEC_PROVIDER_ALWAYS, HMAC_DEFAULT_SCHEME, FLOAT_TYPES, LINUX_PRELOAD,
 )
 
 

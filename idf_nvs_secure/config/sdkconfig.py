@@ -26,10 +26,12 @@ then the sdkconfig's target is used (its values were made for it) and the mismat
 reported (:attr:`ResolvedConfig.env_target`).
 
 Values are evaluated by kconfiglib against the Kconfig model shipped in
-``data/nvs_secure.Kconfig`` plus a target block generated from :mod:`.chips`.  When the
-injected environment has ``IDF_PATH``, ESP-IDF's own Kconfig tree is tried first; its
-newer syntax may be beyond kconfiglib, so on any failure the shipped model is used and
-one note says why.  The environment is an injected mapping; the process environment is
+``data/nvs_secure.Kconfig`` plus a block generated from :mod:`.chips` and the firmware's
+ESP-IDF version.  When the injected environment has ``IDF_PATH`` (and no build's
+sdkconfig.json is used), ESP-IDF's own Kconfig tree decides the values: resolved by
+esp-idf-kconfig's kconfgen as ESP-IDF's build runs it (:mod:`.idf_tree`), else parsed by
+kconfiglib (whose parser stops on ESP-IDF's newer syntax); on any failure the shipped
+model is used and one note says why.  ``ResolvedConfig.model`` names what was used.  The environment is an injected mapping; the process environment is
 only touched (briefly, under a lock) while kconfiglib parses ESP-IDF's tree, which
 reads ``$IDF_TARGET``-style references from ``os.environ``.
 """
@@ -49,9 +51,15 @@ from pathlib import Path
 from ..errors import InputError
 from ..fsutil import read_input_text
 from ._kconfiglib import kconfiglib
+from .config_files import ConfigInputs, _display, _target_in, find_config_inputs
 from .chips import CHIPS, DEFAULT_TARGET, SOC_SYMBOLS, get_chip, soc_symbols
 from .idf_tree import load_idf_tree_kconfiglib, resolve_tree, tree_renames
-from .idf_versions import find_idf_version, version_from_sdkconfig
+from .idf_versions import (
+    HMAC_DEFAULT_SCHEME,
+    find_idf_version,
+    parse_idf_version,
+    version_from_sdkconfig,
+)
 
 __all__ = [
     "Assignment",
@@ -86,7 +94,8 @@ RENAMED_SYMBOLS: dict[str, str] = {
 
 _SET_RE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _UNSET_RE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
-_TARGET_LINE_RE = re.compile(r'^CONFIG_IDF_TARGET="([^"]+)"$')
+_PRE_6_0_ONLY_RE = re.compile(r"\n[ ]*config NVS_SEC_KEY_PROTECT_NONE\n[ ]*bool \"None\"\n"
+                              r"[ ]*depends on MODEL_IDF_6_0_OR_LATER\n")
 _DEFINED_AT_RE = re.compile(r" \(defined at [^)]*\)")
 _WARN_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): warning: (?P<msg>.*)$")
 
@@ -120,22 +129,6 @@ class ConfigWarning:
     message: str
     file: str | None = None
     line: int | None = None
-
-
-@dataclass(frozen=True)
-class ConfigInputs:
-    """Which configuration files describe a project, and in which order they apply.
-
-    ``kind`` is ``"sdkconfig.json"``, ``"sdkconfig"``, ``"defaults"`` or ``"none"``.
-    ``config`` is the sdkconfig or sdkconfig.json that is read (None for the last two).
-    ``defaults`` is ESP-IDF's defaults list (before ``.<target>`` companions are added).
-    """
-
-    project_dir: Path
-    kind: str
-    config: Path | None
-    defaults: tuple[Path, ...] = ()
-    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -249,127 +242,18 @@ def _loadable_text(text: str, renames: Mapping[str, str] = RENAMED_SYMBOLS) -> s
     return "\n".join(lines) + "\n"
 
 
-def _display(path: Path, project_dir: Path) -> str:
-    try:
-        return path.resolve().relative_to(project_dir.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _target_in(text: str) -> str | None:
-    """``CONFIG_IDF_TARGET`` as ESP-IDF's CMake finds it (an exact quoted line)."""
-    for line in text.splitlines():
-        match = _TARGET_LINE_RE.match(line.strip())
-        if match:
-            return match.group(1)
-    return None
-
-
-def _defaults_list(project_dir: Path, env: Mapping[str, str]) -> tuple[Path, ...]:
-    listed = env.get("SDKCONFIG_DEFAULTS", "")
-    if listed:
-        paths = []
-        for item in (part.strip() for part in listed.split(";")):
-            if not item:
-                continue
-            path = Path(item) if Path(item).is_absolute() else project_dir / item
-            if not path.is_file():
-                raise InputError(
-                    f"SDKCONFIG_DEFAULTS names {item!r}, which does not exist",
-                    file=str(path),
-                    hint="ESP-IDF stops on this too; fix or unset SDKCONFIG_DEFAULTS "
-                         "(paths are relative to the project directory)")
-            paths.append(path)
-        return tuple(paths)
-    plain = project_dir / "sdkconfig.defaults"
-    return (plain,) if plain.is_file() else ()
-
-
-def _same_config(text_config: Path, resolved: Path) -> bool:
-    """True when every symbol sdkconfig sets has that value in sdkconfig.json (symbols
-    only one of them has, such as sdkconfig's deprecated aliases, are not compared)."""
-    try:
-        values = json.loads(resolved.read_text(encoding="utf-8"))
-        lines = text_config.read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    if not isinstance(values, dict):
-        return False
-    for line in lines:
-        line = line.strip()
-        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            name, value = line[9:-11], False
-        elif line.startswith("CONFIG_") and "=" in line:
-            name, _, raw = line[7:].partition("=")
-            if raw == "y":
-                value = True
-            elif raw.startswith('"'):
-                try:
-                    value = json.loads(raw)
-                except ValueError:
-                    return False
-            else:
-                try:
-                    value = int(raw, 0)
-                except ValueError:
-                    value = raw
-        else:
-            continue
-        if name in values and values[name] != value:
-            return False
-    return True
-
-
-def find_config_inputs(project_dir: Path, *, sdkconfig: Path | None = None,
-                       env: Mapping[str, str] | None = None,
-                       build_dir: Path | None = None) -> ConfigInputs:
-    """Decide which configuration files describe ``project_dir`` (see module docstring).
-
-    Raises :class:`InputError` when the project directory or an explicitly named file
-    does not exist, or ``SDKCONFIG_DEFAULTS`` names a missing file.
-    """
-    env = os.environ if env is None else env
-    project_dir = Path(project_dir)
-    if not project_dir.is_dir():
-        raise InputError("project directory not found", file=str(project_dir))
-    defaults = _defaults_list(project_dir, env)
-    if sdkconfig is not None:
-        sdkconfig = Path(sdkconfig)
-        if not sdkconfig.is_absolute() and not sdkconfig.exists():
-            sdkconfig = project_dir / sdkconfig
-        if not sdkconfig.is_file():
-            raise InputError("sdkconfig file not found", file=str(sdkconfig))
-        kind = "sdkconfig.json" if sdkconfig.suffix == ".json" else "sdkconfig"
-        return ConfigInputs(project_dir, kind, sdkconfig, defaults)
-    notes: list[str] = []
-    text_config = project_dir / "sdkconfig"
-    resolved = (Path(build_dir) if build_dir else project_dir / "build") / "config" / "sdkconfig.json"
-    if resolved.is_file():
-        # ESP-IDF writes sdkconfig just after sdkconfig.json: compare what they say, not
-        # when they were written.
-        if not text_config.is_file() or _same_config(text_config, resolved):
-            return ConfigInputs(project_dir, "sdkconfig.json", resolved, defaults)
-        if text_config.is_file():
-            notes.append(f"{_display(resolved, project_dir)} does not match "
-                         f"{_display(text_config, project_dir)}; used the latter "
-                         "(`idf.py reconfigure` refreshes the former)")
-    if text_config.is_file():
-        return ConfigInputs(project_dir, "sdkconfig", text_config, defaults, tuple(notes))
-    if defaults:
-        return ConfigInputs(project_dir, "defaults", None, defaults, tuple(notes))
-    notes.append("no sdkconfig, build/config/sdkconfig.json or sdkconfig.defaults found; "
-                 "using ESP-IDF's defaults for the target")
-    return ConfigInputs(project_dir, "none", None, (), tuple(notes))
-
-
 # --- the Kconfig model ---------------------------------------------------------------
 
 
-def _target_block(target: str) -> str:
-    """Kconfig text for IDF_TARGET, IDF_TARGET_<CHIP> and the SOC_* capabilities."""
+def _target_block(target: str, idf_version: str | None = None) -> str:
+    """Kconfig text for IDF_TARGET, IDF_TARGET_<CHIP>, the SOC_* capabilities and the
+    model's own ``MODEL_*`` facts about the firmware's ESP-IDF (unknown: the newest)."""
     chip = get_chip(target)
+    version = parse_idf_version(idf_version) if idf_version else None
+    newest = version is None or HMAC_DEFAULT_SCHEME.available_in(version)
     out = ["# generated by idf_nvs_secure.sdkconfig from idf_nvs_secure.chips",
-           "config IDF_TARGET", "    string", f'    default "{chip.name}"', ""]
+           "config IDF_TARGET", "    string", f'    default "{chip.name}"', "",
+           "config MODEL_IDF_6_0_OR_LATER", "    bool", f"    default {'y' if newest else 'n'}", ""]
     for name in sorted(CHIPS):
         out += [f"config IDF_TARGET_{name.upper()}", "    bool"]
         out += ["    default y", ""] if name == chip.name else [""]
@@ -378,10 +262,17 @@ def _target_block(target: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def model_kconfig_text(target: str) -> str:
-    """The complete Kconfig text kconfiglib evaluates for ``target``."""
+def model_kconfig_text(target: str, idf_version: str | None = None) -> str:
+    """The complete Kconfig text kconfiglib evaluates for ``target`` and the firmware's
+    ESP-IDF ``idf_version`` (None: the newest)."""
     shipped = resources.files("idf_nvs_secure").joinpath("data/nvs_secure.Kconfig")
-    return _target_block(target) + "\n" + shipped.read_text(encoding="utf-8")
+    text = shipped.read_text(encoding="utf-8")
+    version = parse_idf_version(idf_version) if idf_version else None
+    if version is not None and not HMAC_DEFAULT_SCHEME.available_in(version):
+        # Before v6.0 the symbol does not exist: ESP-IDF ignores an assignment to it.
+        text, count = _PRE_6_0_ONLY_RE.subn("\n", text)
+        assert count == 1, "the model's NVS_SEC_KEY_PROTECT_NONE block changed"
+    return _target_block(target, idf_version) + "\n" + text
 
 
 @functools.lru_cache(maxsize=1)
@@ -390,13 +281,14 @@ def model_symbol_names() -> tuple[str, ...]:
     names: list[str] = []
     for line in model_kconfig_text(DEFAULT_TARGET).splitlines():
         match = re.match(r"\s*(?:menu)?config\s+([A-Z0-9_]+)\s*$", line)
-        if match and match.group(1) not in names:
+        if match and match.group(1) not in names and not match.group(1).startswith("MODEL_"):
             names.append(match.group(1))
     return tuple(names)
 
 
 def _load_model(target: str, work: Path, env: Mapping[str, str], try_idf: bool = True,
-                why_not: str | None = None) -> tuple[kconfiglib.Kconfig, str, list[str]]:
+                why_not: str | None = None,
+                idf_version: str | None = None) -> tuple[kconfiglib.Kconfig, str, list[str]]:
     """kconfiglib parsed from ESP-IDF's tree (when IDF_PATH works) or the shipped model.
     ``why_not``: why esp-idf-kconfig did not resolve the tree, for the note."""
     notes: list[str] = []
@@ -413,7 +305,7 @@ def _load_model(target: str, work: Path, env: Mapping[str, str], try_idf: bool =
             notes.append(f"could not use ESP-IDF's Kconfig tree at {idf_path} ({first}kconfiglib: "
                          f"{reason}); used the shipped model instead")
     model = work / "nvs_secure.Kconfig"
-    model.write_text(model_kconfig_text(target), encoding="utf-8")
+    model.write_text(model_kconfig_text(target, idf_version), encoding="utf-8")
     return kconfiglib.Kconfig(str(model), warn=True, warn_to_stderr=False), "shipped", notes
 
 
@@ -476,8 +368,13 @@ def _located_warnings(raw: list[str], names: set[str], paths: Mapping[str, str],
     return out
 
 
-def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = None) -> ResolvedConfig:
-    """Resolve ``inputs`` with kconfiglib (see the module docstring for the rules)."""
+def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = None,
+                    idf_version: str | None = None) -> ResolvedConfig:
+    """Resolve ``inputs`` with kconfiglib (see the module docstring for the rules).
+
+    ``idf_version``: the firmware's ESP-IDF as the user gives it; the shipped model
+    follows it (else the version found, else the newest).  The result still records the
+    version found (:func:`..plan.firmware.with_idf_version` applies the user's)."""
     env = os.environ if env is None else env
     project_dir = inputs.project_dir
     notes = list(inputs.notes)
@@ -528,12 +425,21 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
                 requested.pop(item.name, None)  # keep the order of last assignment
                 requested[item.name] = item
 
+    header = config_text if inputs.kind == "sdkconfig" else None
+    if header is None and (project_dir / "sdkconfig").is_file():
+        header = read_input_text(project_dir / "sdkconfig")
+    version, version_source, version_notes = find_idf_version(
+        env, header, "sdkconfig" if inputs.kind != "sdkconfig" else _display(inputs.config, project_dir))
+    notes += version_notes
+
     with tempfile.TemporaryDirectory(prefix="idf-nvs-secure-") as tmp:
         work = Path(tmp)
         tree, why_not = (None, None) if json_data is not None else \
             resolve_tree(inputs.project_dir, inputs.config, target, chain, work, env)
         kconf, model, model_notes = _load_model(target, work, env, try_idf=tree is None,
-                                                why_not=why_not)
+                                                why_not=why_not,
+                                                idf_version=idf_version or
+                                                (str(version) if version else None))
         notes += model_notes
         if json_data is not None:
             model = "sdkconfig.json (ESP-IDF's build resolved it)"
@@ -577,12 +483,6 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
                              f"Kconfig tree to {real!r}, which is used")
             values[name] = real
 
-    header = config_text if inputs.kind == "sdkconfig" else None
-    if header is None and (project_dir / "sdkconfig").is_file():
-        header = read_input_text(project_dir / "sdkconfig")
-    version, version_source, version_notes = find_idf_version(
-        env, header, "sdkconfig" if inputs.kind != "sdkconfig" else _display(inputs.config, project_dir))
-    notes += version_notes
 
     warnings = _located_warnings(raw_warnings, set(names), paths, requested)
     return ResolvedConfig(
@@ -608,8 +508,8 @@ def _idf_symbols(kind: str, text: str | None,
 
 def read_config(project_dir: Path, *, sdkconfig: Path | None = None,
                 env: Mapping[str, str] | None = None,
-                build_dir: Path | None = None) -> ResolvedConfig:
+                build_dir: Path | None = None, idf_version: str | None = None) -> ResolvedConfig:
     """Find and resolve a project's configuration: :func:`find_config_inputs` then
     :func:`evaluate_config`."""
     inputs = find_config_inputs(project_dir, sdkconfig=sdkconfig, env=env, build_dir=build_dir)
-    return evaluate_config(inputs, env=env)
+    return evaluate_config(inputs, env=env, idf_version=idf_version)

@@ -8,7 +8,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
+from ..config.idf_versions import parse_idf_version
 from ..config.sdkconfig import ResolvedConfig, read_config
+from ..errors import InputError
 from ..formats.partition_table import parse_flash_size, secure_boot_check
 from ..inputs.project import Project, ResolvedProject, resolve_project
 from ..words import KeySource
@@ -54,6 +56,16 @@ def secure_boot_rules(values: Mapping[str, object]) -> str | None:
     return secure_boot_check({f"CONFIG_{k}": v for k, v in values.items()})
 
 
+def _given_version(project: Project, idf_version: str | None) -> str | None:
+    """The user's version as text when it parses (else the error comes with its place
+    from :func:`_with_version`)."""
+    given = idf_version if idf_version is not None else project.idf_version
+    try:
+        return str(parse_idf_version(given)) if given is not None else None
+    except InputError:
+        return None
+
+
 def _with_version(config: ResolvedConfig, project: Project,
                   idf_version: str | None) -> ResolvedConfig:
     """The user's ESP-IDF version, when given: ``--idf-version`` over ``idf_version:``."""
@@ -80,7 +92,8 @@ def plan_project(project: Project, product: str | None = None, *,
     IDF_PATH or sdkconfig say.  A value that ESP-IDF cannot read raises
     :class:`~..errors.InputError` at its place in the values file."""
     env = os.environ if env is None else env
-    config = read_config(project.root, sdkconfig=sdkconfig, env=env, build_dir=build_dir)
+    config = read_config(project.root, sdkconfig=sdkconfig, env=env, build_dir=build_dir,
+                         idf_version=_given_version(project, idf_version))
     config = _with_version(config, project, idf_version)
     flash = config.values.get("ESPTOOLPY_FLASHSIZE")
     resolved = resolve_project(project, product, env=env,

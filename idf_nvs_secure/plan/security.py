@@ -280,6 +280,8 @@ def detect_plan(project_dir: Path, *, sdkconfig: Path | None = None,
     itself are diagnostics in the plan.
     """
     env = os.environ if env is None else env
-    config = read_config(Path(project_dir), sdkconfig=sdkconfig, env=env, build_dir=build_dir)
+    given = str(parse_idf_version(idf_version)) if idf_version is not None else None
+    config = read_config(Path(project_dir), sdkconfig=sdkconfig, env=env, build_dir=build_dir,
+                         idf_version=given)
     config = with_idf_version(config, idf_version, source="--idf-version")
     return plan_from_config(config, Path(project_dir), intent=intent, env=env)
