@@ -295,8 +295,8 @@ def nvs_flash(action: str, ctx: Any, args: Any, product: str | None = None) -> N
     """Write the NVS data images through their <partition>-flash targets."""
     integ = _configured(ctx, args, product)
     if integ.target == "linux":
-        _echo("idf_nvs_secure: linux target: the app loads the images into its emulated flash "
-              "when it starts; nothing to flash")
+        _echo("idf_nvs_secure: linux target: nothing to flash (ESP-IDF v6.1+ loads the images "
+              "into the emulated flash when the app starts; older ESP-IDF cannot)")
         return
     images = [i for i in integ.of_kind("nvs_image") if i.registered]
     if not images:

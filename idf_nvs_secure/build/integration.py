@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from ..config.idf_versions import LINUX_PRELOAD, parse_idf_version
 from ..words import FlashEncryptionMode, KeyProvider, OutputKind, Severity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,6 +250,22 @@ def _register(plan: SecurityPlan, out: PlannedOutput, path: Path,
                         f"HMAC_UP before the first boot (not flashed)")
 
 
+def _linux_preload(plan: SecurityPlan, images: list[ImageRegistration]) -> list[str]:
+    """What happens to the images on the linux target, for the firmware's ESP-IDF: only
+    v6.1+ has esp_partition_register_target() (LINUX_PRELOAD).  Unknown: the CMake
+    module tells from the ESP-IDF it runs in."""
+    if not images or plan.idf_version is None:
+        return []
+    version = parse_idf_version(plan.idf_version)
+    if LINUX_PRELOAD.available_in(version):
+        return [f"ESP-IDF {version} preloads the images into the linux target's emulated "
+                "flash when the app starts (esp_partition_register_target): the app reads the "
+                "values"]
+    return [f"ESP-IDF {version} cannot preload images into the linux target's emulated flash "
+            f"(esp_partition_register_target, {LINUX_PRELOAD.since_text}+): the images are "
+            "built, and the app starts with an empty NVS"]
+
+
 def plan_build_integration(planned: ProjectPlan, *, out_dir: Path,
                            sdkconfig: Path | None = None,
                            errors: tuple[str, ...] = ()) -> BuildIntegration:
@@ -290,6 +307,7 @@ def plan_build_integration(planned: ProjectPlan, *, out_dir: Path,
     if plan.target == "linux":
         messages.append("linux host target: NVS encryption is not available there, so the "
                         "NVS data is plain text")
+        messages.extend(_linux_preload(plan, images))
     generated = project.partition_csv if project.partitions_file.suffix.lower() in (
         ".yaml", ".yml") else None
     return BuildIntegration(

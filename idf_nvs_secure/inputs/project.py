@@ -109,6 +109,9 @@ class Project:
     products: Mapping[str, ProductConfig]
     default_product: str | None
     doc: YamlDocument
+    #: ``idf_version:``, the ESP-IDF the firmware is built with, as written (checked
+    #: against the schema's pattern; the plan parses it).
+    idf_version: str | None = None
 
     def product(self, name: str | None) -> ProductConfig | None:
         """The product called ``name`` (or the default one); None when the project has
@@ -229,7 +232,8 @@ def load_project(path: Path) -> Project:
         partition_csv=root / data.get("partition_csv", "partitions.csv"),
         master_secret=_secret(doc, ("master_secret",), data.get("master_secret")),
         keys=_keys(doc, ("keys",), data.get("keys"), root),
-        nvs=nvs, products=products, default_product=default, doc=doc)
+        nvs=nvs, products=products, default_product=default, doc=doc,
+        idf_version=str(data["idf_version"]) if data.get("idf_version") is not None else None)
 
 
 def unset_text(variable: str) -> str:

@@ -33,6 +33,12 @@ partition-table-missing                     error     (plan.py) custom CSV not f
 partition-table-not-generated               error     (plan.py) sdkconfig names another table
 partition-table-invalid                     error     (plan.py) the CSV does not parse/fit
 builtin-table-unknown                       error     (plan.py) no built-in table matches
+firmware-lacks-nvs-encryption               error     (firmware.py) ESP-IDF before v3.2
+firmware-lacks-hmac-scheme                  error     (firmware.py) HMAC scheme before v5.2
+firmware-lacks-readonly                     error     (firmware.py) read-only NVS before v5.2
+firmware-lacks-small-readonly-nvs           error     (firmware.py) <0x3000 read-only before v5.5
+nvs-sec-provider-missing                    error     (firmware.py) v5.2-v5.5 build without it
+firmware-version-unknown                    warning   (firmware.py) float/double, version unknown
 =========================================== ========= ==========================================
 """
 
@@ -222,6 +228,8 @@ def _scheme_facts(c: _Ctx) -> Iterator[Diagnostic]:
         yield _diag("info", "nvs-encryption-off",
                     f"NVS encryption is off: NVS partitions are written and stored in plain text{extra}; "
                     "set CONFIG_NVS_ENCRYPTION=y to encrypt them")
+    elif not plan.nvs_sec_provider:
+        return  # no scheme at all: plan.firmware's nvs-sec-provider-missing says so
     elif plan.scheme == "none":
         yield _diag("warning", "scheme-none",
                     "NVS encryption is on with key protection scheme None: nvs_flash_init() cannot get "

@@ -153,6 +153,12 @@ class SecurityPlan:
     notes: tuple[str, ...]
     symbols: Mapping[str, Any]
     config: Mapping[str, Any]
+    #: The firmware's ESP-IDF (``"v6.0.2"``) and where that came from; None: unknown.
+    idf_version: str | None = None
+    idf_version_source: str | None = None
+    #: False when NVS encryption is on but the build has no nvs_sec_provider (no
+    #: CONFIG_NVS_SEC_* in an ESP-IDF-written sdkconfig, v5.2 to v5.5): no scheme.
+    nvs_sec_provider: bool = True
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
@@ -172,7 +178,10 @@ class SecurityPlan:
         """The plan as JSON-ready data (deterministic; offsets are integers)."""
         return {
             "target": self.target,
+            "idf_version": self.idf_version,
+            "idf_version_source": self.idf_version_source,
             "nvs_encryption": self.nvs_encryption,
+            "nvs_sec_provider": self.nvs_sec_provider,
             "scheme": self.scheme,
             "hmac_efuse_key_id": self.hmac_efuse_key_id,
             "flash_encryption": self.flash_encryption,

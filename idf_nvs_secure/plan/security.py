@@ -45,7 +45,9 @@ from ..formats.partition_table import (
 from ..fsutil import display_path, read_input_text
 from ..inputs.partition_csv import parse_partition_csv_specs, place_partitions
 from ..words import FlashEncryptionMode, KeyProtection, KeyProvider
+from ..config.idf_versions import parse_idf_version
 from .checks import check_plan
+from .firmware import firmware_diagnostics, nvs_sec_provider_missing, with_idf_version
 from .model import (
     SEVERITIES,
     Diagnostic,
@@ -225,7 +227,10 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
     if flash_encryption:
         mode = (FlashEncryptionMode.RELEASE if v.get("SECURE_FLASH_ENCRYPTION_MODE_RELEASE")
                 else FlashEncryptionMode.DEVELOPMENT)
-    scheme = None if chip.host else _scheme(v)
+    version = parse_idf_version(config.idf_version) if config.idf_version else None
+    provider = not nvs_sec_provider_missing(config, version)
+    # Without nvs_sec_provider no scheme is registered: nvs_flash_init() has no keys.
+    scheme = None if chip.host else (_scheme(v) if provider else KeyProtection.NONE)
     nvs_encryption = scheme is not None
     key_id = v.get("NVS_SEC_HMAC_EFUSE_KEY_ID") if scheme == "hmac" else None
 
@@ -263,8 +268,11 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
         symbols=MappingProxyType(dict(v)),
         config=MappingProxyType({"kind": config.kind, "files": tuple(config.loaded),
                                  "model": config.model, "target_source": config.target_source}),
+        idf_version=config.idf_version, idf_version_source=config.idf_version_source,
+        nvs_sec_provider=provider,
     )
-    diagnostics = info.diagnostics + check_plan(plan, config, chip, intent, info.source)
+    diagnostics = (info.diagnostics + check_plan(plan, config, chip, intent, info.source)
+                   + tuple(firmware_diagnostics(plan, config)))
     order = {sev: i for i, sev in enumerate(SEVERITIES)}
     diagnostics = tuple(sorted(diagnostics, key=lambda d: order[d.severity]))
     return replace(plan, diagnostics=diagnostics)
@@ -272,7 +280,7 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
 
 def detect_plan(project_dir: Path, *, sdkconfig: Path | None = None,
                 env: Mapping[str, str] | None = None, intent: PlanIntent | None = None,
-                build_dir: Path | None = None) -> SecurityPlan:
+                build_dir: Path | None = None, idf_version: str | None = None) -> SecurityPlan:
     """Read ``project_dir``'s configuration and partition table into a plan.
 
     ``sdkconfig`` overrides which file is read; ``env`` (default ``os.environ``) supplies
@@ -283,5 +291,8 @@ def detect_plan(project_dir: Path, *, sdkconfig: Path | None = None,
     itself are diagnostics in the plan.
     """
     env = os.environ if env is None else env
-    config = read_config(Path(project_dir), sdkconfig=sdkconfig, env=env, build_dir=build_dir)
+    given = str(parse_idf_version(idf_version)) if idf_version is not None else None
+    config = read_config(Path(project_dir), sdkconfig=sdkconfig, env=env, build_dir=build_dir,
+                         idf_version=given)
+    config = with_idf_version(config, idf_version, source="--idf-version")
     return plan_from_config(config, Path(project_dir), intent=intent, env=env)

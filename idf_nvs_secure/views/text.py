@@ -20,6 +20,9 @@ def format_plan(plan: SecurityPlan, outputs: OutputPlan | None = None) -> str:
     lines = [
         f"target:            {plan.target} (from {cfg.get('target_source')})",
         f"configuration:     {cfg.get('kind')} [{files}]; Kconfig model: {cfg.get('model')}",
+        f"ESP-IDF:           {plan.idf_version} (from {plan.idf_version_source})"
+        if plan.idf_version else "ESP-IDF:           unknown (set IDF_PATH, or give --idf-version "
+                                 "or idf_version: in nvs_secure.yaml)",
     ]
     if plan.flash_encryption:
         lines.append(f"flash encryption:  on, {plan.flash_encryption_mode} mode ({plan.flash_encryption_key})")

@@ -18,7 +18,7 @@ from ...formats.nvs_image import (
 from ...formats.nvs_reader import NvsImage
 from ...fsutil import read_input_text, write_atomic
 from ...inputs.nvs_csv import parse_nvs_csv
-from .params import load_keys
+from .params import IDF_VERSION, load_keys
 
 
 def _size(text: str) -> int:
@@ -44,19 +44,31 @@ def nvs_group() -> None:
 @click.option("--keys", "keys_path", type=click.Path(path_type=Path),
               help="nvs_keys partition image: encrypt the entries with its keys.")
 @click.option("--format-version", type=click.Choice(["1", "2"]), default="2", show_default=True,
-              help="NVS format: 2 = multi-page blobs (ESP-IDF >= v4.0), 1 = single-page blobs.")
+              help="NVS format: 2 = multi-page blobs (ESP-IDF >= v3.2), 1 = single-page blobs.")
+@IDF_VERSION
 def build_cmd(values: tuple[Path, ...], size_text: str, output: Path, keys_path: Path | None,
-              format_version: str) -> None:
+              format_version: str, idf_version: str | None) -> None:
     """Build an NVS partition image from VALUES (values YAML, or nvs_partition_gen.py CSV).
 
     With several VALUES files each applies over the ones before: a key given again
     replaces the earlier value (in its place), a later YAML may remove keys with null.
+    Values the firmware's ESP-IDF (--idf-version, else IDF_PATH's) cannot read are refused.
     """
     size = _size(size_text)
     keys = load_keys(keys_path)
+    from ...config.idf_versions import parse_idf_version, version_from_idf_path
     from ...inputs.nvs_values import load_values_files  # YAML readers only when needed
+    from ...plan.firmware import check_entries_for_firmware
 
     entries = load_values_files(values, env=os.environ).entries
+    if idf_version is not None:
+        idf_version = str(parse_idf_version(idf_version))
+    elif os.environ.get("IDF_PATH"):
+        found = version_from_idf_path(Path(os.environ["IDF_PATH"]))
+        idf_version = str(found) if found else None
+    for warning in check_entries_for_firmware({"": entries}, version=idf_version,
+                                              format_versions={"": int(format_version)}):
+        click.echo(f"warning: {warning.file}:{warning.line}: {warning.message}", err=True)
     image = build_nvs_image(entries, size, version=int(format_version), keys=keys)
     write_atomic(output, image)
     pages = size // PAGE_SIZE

@@ -10,7 +10,14 @@ from ...errors import NvsSecureError
 from ...formats.nvs_keys import NvsKeys, parse_nvs_keys
 from ...fsutil import read_input_bytes
 
-__all__ = ["AnyInt", "MASTER_SECRET_FILE", "load_keys", "master_secret_from_file"]
+__all__ = ["AnyInt", "IDF_VERSION", "MASTER_SECRET_FILE", "load_keys", "master_secret_from_file"]
+
+#: The firmware's ESP-IDF, for the commands that plan or build NVS images.
+IDF_VERSION = click.option(
+    "--idf-version", "idf_version", metavar="VERSION",
+    help="The ESP-IDF the firmware is built with (e.g. 6.0.2): decides which NVS types "
+         "the images may hold. Default: nvs_secure.yaml's idf_version:, else "
+         "$IDF_PATH's tools/cmake/version.cmake, else the line ESP-IDF writes atop sdkconfig.")
 
 
 class AnyInt(click.ParamType):

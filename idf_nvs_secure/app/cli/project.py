@@ -12,7 +12,7 @@ import click
 from ...build.artifacts import build_outputs
 from ...plan.project_plan import plan_project
 from .outputs import output_set_manifest, write_build
-from .params import MASTER_SECRET_FILE, master_secret_from_file
+from .params import IDF_VERSION, MASTER_SECRET_FILE, master_secret_from_file
 from ...inputs.project import load_project, resolve_project, unset_text
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
@@ -52,6 +52,7 @@ def _value_text(value: object) -> str:
 @MASTER_SECRET_FILE
 @click.option("--force", is_flag=True,
               help="Replace key files of an earlier build even when the keys change.")
+@IDF_VERSION
 @click.option("--json", "as_json", is_flag=True,
               help='Print JSON: {"format": "idf-nvs-secure-build/1", "product": str|null, '
                    '"out_dir": str, "reproducible": bool, "master_secret": fingerprint|null, '
@@ -61,11 +62,12 @@ def _value_text(value: object) -> str:
                    '"line"?}]}; offset and size in bytes.')
 def build_cmd(project_dir: Path, product: str | None, out_dir: Path | None,
               sdkconfig: Path | None, keystore: Path | None, master_secret_file: Path | None,
-              force: bool, as_json: bool) -> None:
+              force: bool, idf_version: str | None, as_json: bool) -> None:
     """Build the partition table, NVS images and keys of a project's product.
 
     The files are written as one set (all or none), exactly those 'detect' announces."""
-    planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+    planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig,
+                           idf_version=idf_version)
     for d in planned.security.diagnostics:
         click.echo(f"{d.severity}: {d.located}", err=True)
     if not planned.security.ok:
