@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from fixture_projects import copy_example_project
+from fixture_projects import copy_example_project, example_password_location
 
 from idf_nvs_secure.app import idf_ext
 from idf_nvs_secure.app.cli import cli
@@ -345,7 +345,7 @@ def test_secure_check_needs_no_secret_value(tmp_path: Path, capsys, monkeypatch)
     # Issue 15, finding 1: showing the plan is read-only; only building needs the value.
     monkeypatch.delenv("EXAMPLE_WIFI_PASSWORD")
     call("nvs-secure-check", global_args(copy_example_project(tmp_path)))
-    assert ("nvs_values.yaml:14:29): build, "
+    assert (f"nvs_values.yaml:{example_password_location()}): build, "
             "release and batch need it") in capsys.readouterr().out
 
 

@@ -19,10 +19,11 @@ from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.formats.nvs_keys import parse_nvs_keys
 from idf_nvs_secure.formats.nvs_reader import image_to_json, parse_nvs_image
 
-from fixture_projects import copy_example_project
+from fixture_projects import copy_example_project, example_password_location
 
 UNSET = "<env EXAMPLE_WIFI_PASSWORD: unset>"
-NEEDED = "EXAMPLE_WIFI_PASSWORD is not set (project/nvs_values.yaml:14:29): build, release " \
+AT = example_password_location()
+NEEDED = f"EXAMPLE_WIFI_PASSWORD is not set (project/nvs_values.yaml:{AT}): build, release " \
          "and batch need it"
 
 
@@ -72,7 +73,7 @@ def test_writing_commands_refuse_naming_the_variable(project, command):
     result = _run(command[0], str(project), *command[1:])
     assert result.exit_code == 2, result.output + result.stderr
     lines = result.stderr.splitlines()
-    assert lines[0] == ("error: project/nvs_values.yaml:14:29: environment variable "
+    assert lines[0] == (f"error: project/nvs_values.yaml:{AT}: environment variable "
                         "EXAMPLE_WIFI_PASSWORD is not set")
     assert all(line.startswith("hint: ") for line in lines[1:])
     assert not Path("out").exists()
