@@ -101,3 +101,18 @@ def test_the_map_writes_offsets_as_every_other_command_does(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     offsets = re.findall(r'class="offset[^"]*"[^>]*>(0x[0-9a-f]+)<', out.read_text())
     assert "0xe000" in offsets and not any(re.fullmatch("0x0[0-9a-f]+", o) for o in offsets)
+
+
+def test_a_project_map_marks_what_its_plan_encrypts(tmp_path: Path) -> None:
+    # The same marks as the report's map: with flash encryption on (the example's esp32
+    # defaults) the bootloader, table, otadata, apps and nvs_keys; nvs under NVS encryption.
+    project = copy_example_project(tmp_path)
+    out = tmp_path / "m.svg"
+    result = CliRunner().invoke(cli, ["partitions", "show", str(project), "--product", "pro",
+                                      "--svg", str(out)])
+    assert result.exit_code == 0, result.output
+    svg = out.read_text()
+    marked = set(re.findall(r'<g class="region [^"]*\bencrypted\b[^"]*" data-name="([^"]+)"', svg))
+    assert marked == {"bootloader", "partition table", "nvs", "otadata", "nvs_keys",
+                      "ota_0", "ota_1"}, marked
+    assert svg.count(">NVS-encrypted<") == 1

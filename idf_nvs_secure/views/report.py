@@ -23,7 +23,7 @@ from ..formats.nvs_layout import ENTRIES_PER_PAGE, PAGE_SIZE
 from ..formats.nvs_reader import parse_nvs_image
 from ..formats.partition_table import PartitionTable, format_size
 from ..inputs.project import unset_text
-from .flashmap import layout_flash_map, render_flash_map_svg, template_environment
+from .flashmap import FlashMap, layout_flash_map, render_flash_map_svg, template_environment
 from .inspect import format_value
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,6 +172,24 @@ def _partition_report(name: str, resolved: "ResolvedProject", plan: "SecurityPla
         format_version=version, rows=_rows(values, show_secrets), fill=fill, error=error)
 
 
+def layout_project_flash_map(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
+                             table: PartitionTable | None = None,
+                             flash_size: int | None = None,
+                             title: str = "Flash map") -> FlashMap:
+    """The flash map of a project's ``table`` (default: its own) with what ``plan`` says is
+    encrypted: NVS partitions under NVS encryption, and with flash encryption on,
+    everything the bootloader stores encrypted.  The report and ``partitions show`` of a
+    project both draw this map."""
+    table = table if table is not None else resolved.table
+    nvs = {name: "NVS-encrypted" for name in resolved.values
+           if plan is not None and table.find(name) is not None
+           and (planned := plan.nvs_partition(name)) is not None and planned.encrypted}
+    return layout_flash_map(table, flash_size=flash_size or resolved.flash_size,
+                            nvs_encrypted=nvs,
+                            flash_encryption=bool(plan and plan.flash_encryption),
+                            title=title)
+
+
 def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
                  show_secrets: bool = False, title: str | None = None) -> Report:
     """The report of ``resolved`` (values, table) under ``plan`` (None: no sdkconfig
@@ -179,11 +197,7 @@ def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
     table: PartitionTable = resolved.table
     partitions = tuple(_partition_report(name, resolved, plan, show_secrets)
                        for name in resolved.values if table.find(name) is not None)
-    encrypted = {p.name: "NVS-encrypted" for p in partitions if p.encrypted}
-    flash_size = resolved.flash_size
-    flash_map = layout_flash_map(table, flash_size=flash_size, nvs_encrypted=encrypted,
-                                 flash_encryption=bool(plan and plan.flash_encryption),
-                                 title="Flash map")
+    flash_map = layout_project_flash_map(resolved, plan, title="Flash map")
     name = title or f"NVS security report: {resolved.project.root.name}"
     artifacts = plan_outputs(plan, resolved).outputs if plan is not None else ()
     from ..build.flash_encrypt import stored_encrypted

@@ -177,9 +177,9 @@ def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | 
     (the map is drawn at 0x8000, ESP-IDF's default, otherwise).
     """
     size = parse_flash_size(flash_size) if flash_size else None
-    title = source.name
+    title, planned = source.name, None
     if source.is_dir():
-        table, specs, size, title = _project_table(source, product, offset, size)
+        planned, table, specs, size, title = _project_table(source, product, offset, size)
     elif product is not None:
         raise NvsSecureError("--product needs a project folder (with nvs_secure.yaml), "
                              "not a partitions file", file=str(source),
@@ -198,14 +198,21 @@ def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | 
     if svg_out is not None:
         from ...views.flashmap import layout_flash_map, render_flash_map_svg
 
-        flash_map = layout_flash_map(table, flash_size=size, title=f"Flash map: {title}")
+        if planned is not None:  # a project: mark what its plan encrypts
+            from ...views.report import layout_project_flash_map
+
+            flash_map = layout_project_flash_map(planned.resolved, planned.security,
+                                                 table=table, flash_size=size,
+                                                 title=f"Flash map: {title}")
+        else:
+            flash_map = layout_flash_map(table, flash_size=size, title=f"Flash map: {title}")
         write_atomic(svg_out, render_flash_map_svg(flash_map).encode("utf-8"))
 
 
 def _project_table(project_dir: Path, product: str | None, offset: int | None,
                    flash_size: int | None):
     """A project's table for ``product`` as its build places it (sdkconfig's offset and
-    flash size, unless given): (table, specs, flash size, title)."""
+    flash size, unless given): (project plan, table, specs, flash size, title)."""
     from ...inputs.project import PROJECT_FILE, load_project
     from ...plan.project_plan import plan_project
 
@@ -213,13 +220,14 @@ def _project_table(project_dir: Path, product: str | None, offset: int | None,
         raise NvsSecureError(f"a folder without {PROJECT_FILE}", file=str(project_dir),
                              hint="give a partitions file (.csv, .yaml), a built table "
                                   f"(.bin) or a project folder with {PROJECT_FILE}")
-    resolved = plan_project(load_project(project_dir), product, defer_unset=True).resolved
+    planned = plan_project(load_project(project_dir), product, defer_unset=True)
+    resolved = planned.resolved
     table = resolved.table
     if offset is not None and offset != table.offset:
         table = place_partitions(list(resolved.specs), table_offset=offset,
                                  flash_size=flash_size or resolved.flash_size)
     label = f" ({resolved.product})" if resolved.product else ""
-    return (table, resolved.specs, flash_size or resolved.flash_size,
+    return (planned, table, resolved.specs, flash_size or resolved.flash_size,
             f"{resolved.project.root.name}{label}")
 
 
