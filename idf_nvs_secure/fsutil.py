@@ -47,7 +47,9 @@ def os_error(exc: OSError, path: str | os.PathLike[str], doing: str = "cannot wr
         reason = "permission denied"
     elif exc.errno == errno.EBUSY:
         reason = "the folder is busy (a mount point, or in use)"
-    return InputError(f"{doing}: {reason}", file=str(exc.filename or path))
+    # ``path`` is the file as the user named it; ``exc.filename`` may be a temporary
+    # copy of it, which means nothing to them.
+    return InputError(f"{doing}: {reason}", file=str(path))
 
 
 def _alive(pid: int) -> bool:
@@ -176,7 +178,6 @@ def write_output_set(out_dir: str | os.PathLike[str], files: Sequence[OutputFile
             where = target / current.relative_to(stage)
         except ValueError:
             where = target
-        exc.filename = None
         raise os_error(exc, display_path(where)) from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)

@@ -99,3 +99,14 @@ class OutputKind(Word):
     def secret(self) -> bool:
         """Key material: mode 0600, never printed, never overwritten without --force."""
         return self in (OutputKind.NVS_KEYS_IMAGE, OutputKind.HMAC_KEY)
+
+    @property
+    def label(self) -> str:
+        """The kind in words for people (the value stays the JSON word)."""
+        return {
+            OutputKind.PARTITION_TABLE: "partition table",
+            OutputKind.PARTITION_CSV: "partition table CSV",
+            OutputKind.NVS_IMAGE: "NVS image",
+            OutputKind.NVS_KEYS_IMAGE: "nvs_keys image",
+            OutputKind.HMAC_KEY: "HMAC eFuse key",
+        }[self]

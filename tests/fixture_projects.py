@@ -58,3 +58,12 @@ def copy_example_project(root: Path, extra_yaml: str = "") -> Path:
         with open(project / "nvs_secure.yaml", "a", encoding="utf-8") as fh:
             fh.write(extra_yaml)
     return project
+
+
+def example_password_location() -> str:
+    """``line:col`` of ``EXAMPLE_WIFI_PASSWORD`` in the example's values file, where
+    messages about that variable point."""
+    for number, line in enumerate((EXAMPLE / "nvs_values.yaml").read_text().splitlines(), 1):
+        if "env: EXAMPLE_WIFI_PASSWORD" in line:
+            return f"{number}:{line.index('EXAMPLE_WIFI_PASSWORD') + 1}"
+    raise AssertionError("the example no longer reads EXAMPLE_WIFI_PASSWORD")

@@ -201,6 +201,24 @@ def test_configure_writes_csv_and_description_once(tmp_path: Path) -> None:
     assert any("encrypted-flash" in m for m in integ.messages)
 
 
+def test_configure_does_not_load_the_builder(tmp_path: Path) -> None:
+    # Every CMake configure step runs cmake-configure; it builds nothing, so it need not
+    # import the artifact builder (cryptography and the image writers).
+    project = copy_example_project(tmp_path)
+    config = tmp_path / "sdkconfig.json"
+    config.write_text(json.dumps(sdkconfig_json()), encoding="utf-8")
+    code = ("import sys\nfrom idf_nvs_secure.app.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in sys.modules if m.startswith('idf_nvs_secure.build.')))\n")
+    done = subprocess.run(
+        [sys.executable, "-c", code, "cmake-configure", str(project), "--build-dir",
+         str(tmp_path / "build"), "--sdkconfig", str(config)],
+        capture_output=True, text=True, env=run_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['idf_nvs_secure.build.integration']"
+    assert (tmp_path / "build" / "nvs_secure" / "config.json").is_file()
+
+
 def test_configure_needs_no_secret_values(tmp_path: Path) -> None:
     # A value's variable unset at configure time is not a configure error: the output
     # plan does not depend on values, so the images are registered and the build step

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from fixture_projects import copy_example_project
+from fixture_projects import copy_example_project, example_password_location
 
 from idf_nvs_secure.app import idf_ext
 from idf_nvs_secure.app.cli import cli
@@ -153,7 +153,7 @@ def test_check_stops_a_build_whose_plan_has_errors(tmp_path: Path) -> None:
     args = global_args(project, define_cache_entry=["NVS_SECURE_PRODUCT=broken"])
     with pytest.raises(NvsSecureIdfError, match=r"\[nvs-keys-partition-missing\]"):
         idf_ext.check_before_build(CTX, args, [task("all")])
-    with pytest.raises(NvsSecureIdfError, match="ESP_ERR_NVS_CORRUPT_KEY_PART"):
+    with pytest.raises(NvsSecureIdfError, match=r"subtype \"nvs_keys\" not found"):
         idf_ext.check_before_build(CTX, args, [task("flash")])
     idf_ext.check_before_build(CTX, args, [task("menuconfig")])  # not a build: no check
     idf_ext.check_before_build(CTX, global_args(project), [task("all")])  # product basic: fine
@@ -174,6 +174,73 @@ def test_check_uses_the_build_s_product(tmp_path: Path) -> None:
     (project / "build" / "CMakeCache.txt").write_text("NVS_SECURE_PRODUCT:STRING=broken\n")
     with pytest.raises(NvsSecureIdfError):
         idf_ext.check_before_build(CTX, global_args(project), [task("all")])
+
+
+def test_check_reuses_a_current_manifest_and_nothing_else(tmp_path: Path, monkeypatch) -> None:
+    # Found in a real `idf.py build` (ESP-IDF master, linux target): the check evaluated
+    # the whole plan on every call, about 0.5 s of a 1.9 s no-op build.  When the
+    # configure step's manifest was made from exactly the current inputs and found no
+    # error, the check trusts it; any difference evaluates the plan again.
+    project = copy_example_project(tmp_path)
+    configure(project)
+    evaluated: list[str | None] = []
+    real_plan = idf_ext._plan
+
+    def counting_plan(args, product):
+        evaluated.append(product)
+        return real_plan(args, product)
+
+    monkeypatch.setattr(idf_ext, "_plan", counting_plan)
+    args = global_args(project)
+    idf_ext.check_before_build(CTX, args, [task("all")])
+    assert evaluated == []  # nothing changed since the configure step: no evaluation
+
+    # Each of these makes the manifest stale: the check evaluates the plan again.
+    monkeypatch.delenv("EXAMPLE_WIFI_PASSWORD")  # a value's variable unset
+    with pytest.raises(NvsSecureIdfError, match="EXAMPLE_WIFI_PASSWORD is not set"):
+        idf_ext.check_before_build(CTX, args, [task("all")])
+    monkeypatch.setenv("EXAMPLE_WIFI_PASSWORD", PASSWORD)
+    idf_ext.check_before_build(CTX, global_args(project, define_cache_entry=["X=1"]),
+                               [task("all")])
+    (project / "sdkconfig").write_text("CONFIG_IDF_TARGET=\"esp32c3\"\n")  # not the build's
+    idf_ext.check_before_build(CTX, args, [task("all")])
+    (project / "sdkconfig").unlink()
+    assert len(evaluated) == 3
+    idf_ext.check_before_build(CTX, args, [task("all")])
+    assert len(evaluated) == 3  # current again
+
+    # The project file edited after the configure step (a plan error now): the check
+    # finds the error the stale manifest does not have.
+    project_file = project / "nvs_secure.yaml"
+    project_file.write_text(project_file.read_text().replace(
+        "default_product: basic", "default_product: broken") + BROKEN)
+    with pytest.raises(NvsSecureIdfError, match=r"\[nvs-keys-partition-missing\]"):
+        idf_ext.check_before_build(CTX, args, [task("all")])
+    # Configured with the error, the manifest has it: the check evaluates and stops.
+    configure(project)
+    assert manifest_errors(project)
+    with pytest.raises(NvsSecureIdfError, match=r"\[nvs-keys-partition-missing\]"):
+        idf_ext.check_before_build(CTX, args, [task("all")])
+    assert len(evaluated) == 5
+
+
+def manifest_errors(project: Path) -> list[str]:
+    data = json.loads((project / "build" / "nvs_secure" / "config.json").read_text())
+    return data["errors"]
+
+
+def test_manifest_records_the_configure_inputs(tmp_path: Path) -> None:
+    import hashlib
+
+    project = copy_example_project(tmp_path)
+    configure(project)
+    data = json.loads((project / "build" / "nvs_secure" / "config.json").read_text())
+    files = [project / "nvs_secure.yaml", project / "partitions.yaml",
+             project / "build" / "config" / "sdkconfig.json"]
+    assert data["input_digests"] == {
+        str(f.resolve()): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    assert data["value_env"] == ["EXAMPLE_WIFI_PASSWORD"]  # not NVS_MASTER_SECRET
+    assert "NVS_MASTER_SECRET" in data["env"]
 
 
 # --- commands -------------------------------------------------------------------------
@@ -272,6 +339,14 @@ def test_secure_check_prints_the_plan(tmp_path: Path, capsys) -> None:
     with pytest.raises(NvsSecureIdfError, match="1 error"):
         call("nvs-secure-check", global_args(project), product="broken")
     assert "nvs-keys-partition-missing" in capsys.readouterr().out
+
+
+def test_secure_check_needs_no_secret_value(tmp_path: Path, capsys, monkeypatch) -> None:
+    # Issue 15, finding 1: showing the plan is read-only; only building needs the value.
+    monkeypatch.delenv("EXAMPLE_WIFI_PASSWORD")
+    call("nvs-secure-check", global_args(copy_example_project(tmp_path)))
+    assert (f"nvs_values.yaml:{example_password_location()}): build, "
+            "release and batch need it") in capsys.readouterr().out
 
 
 def test_release_calls_the_library_not_the_cli(tmp_path: Path, recorder, monkeypatch) -> None:

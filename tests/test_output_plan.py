@@ -253,8 +253,19 @@ def test_a_failing_write_is_one_error_naming_the_file(tmp_path: Path, monkeypatc
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].endswith(": cannot write: the file system is read-only")
-    assert str(ro) in errors[0]  # the file is named
+    named = errors[0][len("error: "):].rsplit(": cannot write", 1)[0]
+    assert named == argv[-1]  # the output as the user named it,
+    assert ".tmp" not in errors[0]  # never its temporary copy
     assert "internal error" not in result.output and not list(ro.iterdir())
+
+
+def test_an_output_in_a_folder_that_cannot_exist_names_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "not-a-dir"
+    target.write_text("a file where a folder is needed\n")
+    result = _run(["keys", "generate", "-o", str(target / "k.bin")], {})
+    assert result.exit_code == 2
+    assert result.output.splitlines()[0].startswith(f"error: {target / 'k.bin'}: ")
+    assert ".tmp" not in result.output
 
 
 @pytest.fixture

@@ -135,7 +135,17 @@ def test_cli_report(project, tmp_path):
 
 def test_cli_report_error_leaves_no_file(project, tmp_path):
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(cli, ["report", str(project), "-o", str(out)],
-                                env={"MASTER": "11" * 32})  # PW unset
-    assert result.exit_code == 2 and "error:" in result.output and "PW" in result.output
+    (project / "values.yaml").write_text("dev:\n  n: 7\n")  # a number without its type
+    result = CliRunner().invoke(cli, ["report", str(project), "-o", str(out)], env=ENV)
+    assert result.exit_code == 2 and "error:" in result.output and "values.yaml" in result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_cli_report_needs_no_secret_value(project, tmp_path):
+    # Issue 15, finding 1: a report is read-only; an unset variable shows as unset.
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(cli, ["report", str(project), "-o", str(out)],
+                                env={"MASTER": "11" * 32, "PW": None})
+    assert result.exit_code == 0, result.output
+    assert "note: PW is not set" in result.output
+    assert "&lt;env PW: unset&gt;" in out.read_text()

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-import kconfiglib
+from idf_nvs_secure.config._kconfiglib import kconfiglib
 import pytest
 
 from idf_nvs_secure.config.chips import CHIPS, get_chip, soc_symbols
@@ -312,7 +312,12 @@ source "$COMPONENT_KCONFIGS_PROJBUILD_SOURCE_FILE"
 """
 
 
-def test_idf_path_with_a_tiny_valid_tree_is_used(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parser", ["esp-idf-kconfig", "kconfiglib"])
+def test_idf_path_with_a_tiny_valid_tree_is_used(tmp_path: Path, parser: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if parser == "kconfiglib":  # as without ESP-IDF's Python environment
+        monkeypatch.setattr("idf_nvs_secure.config.idf_tree.esp_idf_kconfig_available",
+                            lambda: False)
     idf = write(tmp_path / "idf", {
         "Kconfig": TINY_ROOT,
         "components/nvs_flash/Kconfig": 'menu "NVS"\nconfig NVS_ENCRYPTION\n    bool "enc"\n    default y\nendmenu\n',
@@ -323,13 +328,19 @@ def test_idf_path_with_a_tiny_valid_tree_is_used(tmp_path: Path) -> None:
     before = dict(os.environ)
     cfg = read_config(project, env={"IDF_PATH": str(idf), "IDF_TARGET": "esp32s3"})
     assert dict(os.environ) == before  # the scoped environment is restored
-    assert cfg.model == f"esp-idf:{idf}"
-    assert any("evaluated against ESP-IDF's Kconfig tree" in n for n in cfg.notes)
+    if parser == "kconfiglib":
+        assert cfg.model == f"esp-idf:{idf}"
+        assert any("evaluated against ESP-IDF's Kconfig tree" in n for n in cfg.notes)
+    else:
+        assert cfg.model == f"esp-idf-kconfig:{idf}"
+        assert any("resolved with esp-idf-kconfig" in n for n in cfg.notes)
     assert cfg.values["IDF_TARGET"] == "esp32s3"
     assert cfg.values["NVS_ENCRYPTION"] is True
     assert cfg.values["SECURE_FLASH_ENC_ENABLED"] is True
     assert cfg.values["PARTITION_TABLE_OFFSET"] == 0xA000
-    assert cfg.values["SOC_HMAC_SUPPORTED"] is None  # the tiny tree does not define it
+    # The tiny tree does not define it: kconfiglib says so; kconfgen's sdkconfig.json
+    # lacks it, which for a boolean means n (as for sdkconfig.h).
+    assert cfg.values["SOC_HMAC_SUPPORTED"] is (None if parser == "kconfiglib" else False)
 
 
 @pytest.mark.parametrize("kconfig, reason", [

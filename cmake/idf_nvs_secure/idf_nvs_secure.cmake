@@ -219,7 +219,7 @@ function(__idf_nvs_secure_register partition file)
     idf_build_get_property(target IDF_TARGET)
     if(target STREQUAL "linux")
         message(STATUS "idf_nvs_secure: this ESP-IDF cannot preload ${file} into the linux "
-            "target's emulated flash (esp_partition_register_target needs ESP-IDF 6)")
+            "target's emulated flash (esp_partition_register_target, ESP-IDF v6.1 and later): the app starts with an empty NVS")
         return()
     endif()
     set(plaintext)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "esp_err.h"
+#include "esp_idf_version.h"
 #include "esp_log.h"
 #include "nvs.h"
 #include "nvs_flash.h"
@@ -103,7 +104,7 @@ static void read_device(void)
     uint16_t boot_limit = 100;
     int32_t calib_offset = 0;
     uint64_t serial_base = 0;
-    float temp_scale = 1.0f;
+    uint32_t temp_milli = 1000;
 
     log_string(h, "device", "model", false);
     log_string(h, "device", "serial", false);  /* per device: from devices.csv (batch) */
@@ -119,9 +120,19 @@ static void read_device(void)
     if (got(nvs_get_u64(h, "serial_base", &serial_base), "device", "serial_base")) {
         ESP_LOGI(TAG, "device.serial_base = 0x%016" PRIx64, serial_base);
     }
+    if (got(nvs_get_u32(h, "temp_milli", &temp_milli), "device", "temp_milli")) {
+        ESP_LOGI(TAG, "device.temp_milli = %" PRIu32, temp_milli);
+    }
+#if ESP_IDF_VERSION >= ESP_IDF_VERSION_VAL(6, 1, 0)
+    /* float and double NVS types exist from ESP-IDF v6.1 on (nvs_get_float is not
+     * declared before; an older firmware cannot read such an entry).  idf_nvs_secure
+     * refuses float values when the firmware's ESP-IDF is older, so a value file that
+     * adds one here needs v6.1+. */
+    float temp_scale = 1.0f;
     if (got(nvs_get_float(h, "temp_scale", &temp_scale), "device", "temp_scale")) {
         ESP_LOGI(TAG, "device.temp_scale = %.3f", (double)temp_scale);
     }
+#endif
     log_blob(h, "device", "cert", false);
     if (got(nvs_get_u8(h, "feature_level", &feature_level), "device", "feature_level")) {
         ESP_LOGI(TAG, "device.feature_level = %u", feature_level);

@@ -18,7 +18,9 @@ use ``-B``):
 * ``nvs-secure-release``: ``idf-nvs-secure release`` for the project.
 
 A global check stops ``idf.py build`` and ``flash`` before they start when the plan has
-errors, instead of a device that fails at boot (ESP_ERR_NVS_CORRUPT_KEY_PART).
+errors, instead of a device that fails at boot (ESP_ERR_NVS_CORRUPT_KEY_PART).  When the
+configure step's manifest was made from exactly the current files and configuration and
+found no error, the check takes its word instead of evaluating the plan again.
 
 The build-side decisions are the configure step's (:mod:`.buildsys`, read back from
 ``<build>/nvs_secure/config.json``); nothing here re-derives them.
@@ -26,7 +28,9 @@ The build-side decisions are the configure step's (:mod:`.buildsys`, read back f
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -182,18 +186,59 @@ def _serial_env(args: Any) -> dict[str, str]:
     return env
 
 
-def _plan(args: Any, product: str | None):
-    """The project's plan against the configuration idf.py would build with."""
+def _plan(args: Any, product: str | None, *, defer_unset: bool = False):
+    """The project's plan against the configuration idf.py would build with;
+    ``defer_unset`` for showing it (no secret value needed)."""
     from ..build.artifacts import plan_for_project
     from ..inputs.project import load_project
 
     project = load_project(Path(args.project_dir))
     return plan_for_project(project, product, sdkconfig=_sdkconfig(args),
-                            build_dir=Path(args.build_dir))
+                            build_dir=Path(args.build_dir), defer_unset=defer_unset)
+
+
+def _current_manifest(args: Any, product: str | None) -> "BuildIntegration | None":
+    """The configure step's manifest when it still describes the project exactly: no
+    ``-D`` entries (idf.py configures again with them), the same product, every file the
+    configure step read unchanged (SHA-256), the configuration idf.py builds with being
+    that build's ``sdkconfig.json``, and every variable a value reads set.  None otherwise.
+
+    Reading it costs a few file hashes; evaluating the plan again costs a Kconfig
+    evaluation (about 0.5 s on ESP-IDF master), on every ``idf.py build``."""
+    if args.get("define_cache_entry"):
+        return None
+    from ..build.integration import BuildIntegration
+
+    build_dir = Path(args.build_dir)
+    try:
+        integ = BuildIntegration.from_json(
+            json.loads((build_dir / MANIFEST).read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not integ.active or not integ.input_digests or (product and product != integ.product):
+        return None
+    for name, digest in integ.input_digests.items():
+        try:
+            if hashlib.sha256(Path(name).read_bytes()).hexdigest() != digest:
+                return None
+        except OSError:
+            return None
+    if any(name not in os.environ for name in integ.value_env):
+        return None  # the plan's own evaluation names the variable
+    from ..config.sdkconfig import find_config_inputs
+
+    try:
+        config = find_config_inputs(Path(args.project_dir), build_dir=build_dir)
+    except NvsSecureError:
+        return None
+    if config.kind != "sdkconfig.json" or config.config is None or \
+            str(config.config.resolve()) not in integ.input_digests:
+        return None
+    return integ
 
 
 def _errors_text(plan: Any) -> str:
-    return "\n".join(f"  error: [{d.code}] {d.message}" for d in plan.errors)
+    return "\n".join(f"  error: [{d.code}] {d.located}" for d in plan.errors)
 
 
 # --- the callbacks ---------------------------------------------------------------------
@@ -205,15 +250,19 @@ def check_before_build(ctx: Any, global_args: Any, tasks: list) -> None:
         return
     if not (Path(global_args.project_dir) / PROJECT_FILE).is_file():
         return  # not an idf_nvs_secure project
+    product = _product(global_args, None)
+    current = _current_manifest(global_args, product)
+    if current is not None and not current.errors:
+        return  # what the configure step found for exactly these inputs: no error
     try:
-        _resolved, plan = _plan(global_args, _product(global_args, None))
+        _resolved, plan = _plan(global_args, product)
     except NvsSecureError as exc:
         hint = f"\nhint: {exc.hint}" if exc.hint else ""
         raise _fatal(f"idf_nvs_secure: {exc}{hint}") from None
     if not plan.ok:
         raise _fatal(
             f"idf_nvs_secure: the NVS security plan has {len(plan.errors)} error(s); a device "
-            f"built like this fails at boot (e.g. ESP_ERR_NVS_CORRUPT_KEY_PART):\n"
+            f"built like this fails at boot:\n"
             f"{_errors_text(plan)}\nRun `idf.py nvs-secure-check` for the whole plan.")
 
 
@@ -222,7 +271,7 @@ def nvs_secure_check(action: str, ctx: Any, args: Any, product: str | None = Non
     from ..views.text import format_plan
 
     try:
-        resolved, plan = _plan(args, _product(args, product))
+        resolved, plan = _plan(args, _product(args, product), defer_unset=True)
     except NvsSecureError as exc:
         hint = f"\nhint: {exc.hint}" if exc.hint else ""
         raise _fatal(f"idf_nvs_secure: {exc}{hint}") from None
@@ -230,6 +279,8 @@ def nvs_secure_check(action: str, ctx: Any, args: Any, product: str | None = Non
     from ..plan.outputs import plan_outputs
 
     _echo(format_plan(plan, plan_outputs(plan, resolved)))
+    for note in resolved.unset_notes:
+        _echo(f"note: {note}")
     if not plan.ok:
         raise _fatal(f"idf_nvs_secure: the NVS security plan has {len(plan.errors)} error(s)")
 
@@ -244,8 +295,8 @@ def nvs_flash(action: str, ctx: Any, args: Any, product: str | None = None) -> N
     """Write the NVS data images through their <partition>-flash targets."""
     integ = _configured(ctx, args, product)
     if integ.target == "linux":
-        _echo("idf_nvs_secure: linux target: the app loads the images into its emulated flash "
-              "when it starts; nothing to flash")
+        _echo("idf_nvs_secure: linux target: nothing to flash (ESP-IDF v6.1+ loads the images "
+              "into the emulated flash when the app starts; older ESP-IDF cannot)")
         return
     images = [i for i in integ.of_kind("nvs_image") if i.registered]
     if not images:

@@ -32,12 +32,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from ..plan.model import SecurityPlan
-from ..plan.outputs import PlannedOutput
-from ..plan.project_plan import ProjectPlan
+from ..config.idf_versions import LINUX_PRELOAD, parse_idf_version
 from ..words import FlashEncryptionMode, KeyProvider, OutputKind, Severity
+
+if TYPE_CHECKING:  # pragma: no cover
+    # Annotations only: reading a manifest (idf.py's check, on every build) must not load
+    # the plan and its inputs.
+    from ..plan.model import SecurityPlan
+    from ..plan.outputs import PlannedOutput
+    from ..plan.project_plan import ProjectPlan
 
 __all__ = [
     "IMAGE_KINDS",
@@ -130,6 +135,13 @@ class BuildIntegration:
     env: tuple[str, ...] = ()
     #: The output plan's JSON (None when the plan has errors).
     outputs: Mapping[str, Any] | None = None
+    #: Environment variables values read (names only): the build fails while one is unset.
+    value_env: tuple[str, ...] = ()
+    #: SHA-256 (hex) of each file the configure step read to decide this (the
+    #: ``configure_depends`` and the sdkconfig), by absolute path; the configure step fills
+    #: it in, so that idf.py's check can tell whether the manifest still describes the
+    #: project without evaluating the plan again.  None: not recorded.
+    input_digests: Mapping[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -157,7 +169,10 @@ class BuildIntegration:
             "warnings": list(self.warnings),
             "errors": list(self.errors),
             "env": list(self.env),
+            "value_env": list(self.value_env),
             "outputs": self.outputs,
+            "input_digests": dict(self.input_digests) if self.input_digests is not None
+            else None,
         }
 
     @classmethod
@@ -175,7 +190,9 @@ class BuildIntegration:
             partition_csv=Path(data["partition_csv"]) if data.get("partition_csv") else None,
             messages=tuple(data.get("messages", ())), warnings=tuple(data.get("warnings", ())),
             errors=tuple(data.get("errors", ())), active=data.get("active", True),
-            env=tuple(data.get("env", ())), outputs=data.get("outputs"))
+            env=tuple(data.get("env", ())), outputs=data.get("outputs"),
+            value_env=tuple(data.get("value_env", ())),
+            input_digests=data.get("input_digests"))
 
 
 def _hex(value: int | None) -> str:
@@ -233,6 +250,22 @@ def _register(plan: SecurityPlan, out: PlannedOutput, path: Path,
                         f"HMAC_UP before the first boot (not flashed)")
 
 
+def _linux_preload(plan: SecurityPlan, images: list[ImageRegistration]) -> list[str]:
+    """What happens to the images on the linux target, for the firmware's ESP-IDF: only
+    v6.1+ has esp_partition_register_target() (LINUX_PRELOAD).  Unknown: the CMake
+    module tells from the ESP-IDF it runs in."""
+    if not images or plan.idf_version is None:
+        return []
+    version = parse_idf_version(plan.idf_version)
+    if LINUX_PRELOAD.available_in(version):
+        return [f"ESP-IDF {version} preloads the images into the linux target's emulated "
+                "flash when the app starts (esp_partition_register_target): the app reads the "
+                "values"]
+    return [f"ESP-IDF {version} cannot preload images into the linux target's emulated flash "
+            f"(esp_partition_register_target, {LINUX_PRELOAD.since_text}+): the images are "
+            "built, and the app starts with an empty NVS"]
+
+
 def plan_build_integration(planned: ProjectPlan, *, out_dir: Path,
                            sdkconfig: Path | None = None,
                            errors: tuple[str, ...] = ()) -> BuildIntegration:
@@ -274,6 +307,7 @@ def plan_build_integration(planned: ProjectPlan, *, out_dir: Path,
     if plan.target == "linux":
         messages.append("linux host target: NVS encryption is not available there, so the "
                         "NVS data is plain text")
+        messages.extend(_linux_preload(plan, images))
     generated = project.partition_csv if project.partitions_file.suffix.lower() in (
         ".yaml", ".yml") else None
     return BuildIntegration(
@@ -282,4 +316,6 @@ def plan_build_integration(planned: ProjectPlan, *, out_dir: Path,
         images=tuple(images), erase=tuple(erase), depends=tuple(depends),
         configure_depends=tuple(configure), partition_csv=generated,
         messages=tuple(messages), warnings=warnings, errors=all_errors,
-        env=outputs.env_vars, outputs=outputs.to_json() if not all_errors else None)
+        env=outputs.env_vars, outputs=outputs.to_json() if not all_errors else None,
+        value_env=tuple(dict.fromkeys(ref.name for out in outputs.outputs
+                                      for ref in out.inputs if ref.role == "env")))

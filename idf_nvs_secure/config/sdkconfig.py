@@ -26,10 +26,12 @@ then the sdkconfig's target is used (its values were made for it) and the mismat
 reported (:attr:`ResolvedConfig.env_target`).
 
 Values are evaluated by kconfiglib against the Kconfig model shipped in
-``data/nvs_secure.Kconfig`` plus a target block generated from :mod:`.chips`.  When the
-injected environment has ``IDF_PATH``, ESP-IDF's own Kconfig tree is tried first; its
-newer syntax may be beyond kconfiglib, so on any failure the shipped model is used and
-one note says why.  The environment is an injected mapping; the process environment is
+``data/nvs_secure.Kconfig`` plus a block generated from :mod:`.chips` and the firmware's
+ESP-IDF version.  When the injected environment has ``IDF_PATH`` (and no build's
+sdkconfig.json is used), ESP-IDF's own Kconfig tree decides the values: resolved by
+esp-idf-kconfig's kconfgen as ESP-IDF's build runs it (:mod:`.idf_tree`), else parsed by
+kconfiglib (whose parser stops on ESP-IDF's newer syntax); on any failure the shipped
+model is used and one note says why.  ``ResolvedConfig.model`` names what was used.  The environment is an injected mapping; the process environment is
 only touched (briefly, under a lock) while kconfiglib parses ESP-IDF's tree, which
 reads ``$IDF_TARGET``-style references from ``os.environ``.
 """
@@ -41,9 +43,7 @@ import json
 import os
 import re
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -51,7 +51,15 @@ from pathlib import Path
 from ..errors import InputError
 from ..fsutil import read_input_text
 from ._kconfiglib import kconfiglib
+from .config_files import ConfigInputs, _display, _target_in, find_config_inputs
 from .chips import CHIPS, DEFAULT_TARGET, SOC_SYMBOLS, get_chip, soc_symbols
+from .idf_tree import load_idf_tree_kconfiglib, resolve_tree, tree_renames
+from .idf_versions import (
+    HMAC_DEFAULT_SCHEME,
+    find_idf_version,
+    parse_idf_version,
+    version_from_sdkconfig,
+)
 
 __all__ = [
     "Assignment",
@@ -68,23 +76,28 @@ __all__ = [
     "model_symbol_names",
 ]
 
-#: Deprecated names ESP-IDF still accepts for symbols of the model
-#: (components/bootloader/sdkconfig.rename).
+#: Deprecated names ESP-IDF still accepts for symbols of the model: every line of an
+#: ESP-IDF sdkconfig.rename (v4.4 to master, all targets) whose new name the model
+#: defines.  components/bootloader/sdkconfig.rename and
+#: components/espcoredump/sdkconfig.rename (same lines at v5.5.5, v6.0.2, v6.1-beta1 and
+#: master); tests/test_kconfig_renames.py checks the list against the model.  A new
+#: name starting with ``!`` is an inverted boolean (none of the model's so far).
 RENAMED_SYMBOLS: dict[str, str] = {
     "FLASH_ENCRYPTION_ENABLED": "SECURE_FLASH_ENC_ENABLED",
     "FLASH_ENCRYPTION_INSECURE": "SECURE_FLASH_ENCRYPTION_MODE_DEVELOPMENT",
+    "SECURE_BOOT_ENABLED": "SECURE_BOOT_V1_ENABLED",
+    "ESP32_ENABLE_COREDUMP_TO_FLASH": "ESP_COREDUMP_ENABLE_TO_FLASH",
+    "ESP32_ENABLE_COREDUMP_TO_UART": "ESP_COREDUMP_ENABLE_TO_UART",
+    "ESP32_ENABLE_COREDUMP_TO_NONE": "ESP_COREDUMP_ENABLE_TO_NONE",
 }
 
-#: Symbols ESP-IDF's own Kconfig tree must define for its result to be used.
-_REQUIRED_IN_IDF_TREE = ("IDF_TARGET", "NVS_ENCRYPTION", "SECURE_FLASH_ENC_ENABLED",
-                         "PARTITION_TABLE_OFFSET")
 
 _SET_RE = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 _UNSET_RE = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
-_TARGET_LINE_RE = re.compile(r'^CONFIG_IDF_TARGET="([^"]+)"$')
+_PRE_6_0_ONLY_RE = re.compile(r"\n[ ]*config NVS_SEC_KEY_PROTECT_NONE\n[ ]*bool \"None\"\n"
+                              r"[ ]*depends on MODEL_IDF_6_0_OR_LATER\n")
 _DEFINED_AT_RE = re.compile(r" \(defined at [^)]*\)")
 _WARN_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): warning: (?P<msg>.*)$")
-_ENV_LOCK = threading.Lock()
 
 Value = bool | int | str | None
 
@@ -119,22 +132,6 @@ class ConfigWarning:
 
 
 @dataclass(frozen=True)
-class ConfigInputs:
-    """Which configuration files describe a project, and in which order they apply.
-
-    ``kind`` is ``"sdkconfig.json"``, ``"sdkconfig"``, ``"defaults"`` or ``"none"``.
-    ``config`` is the sdkconfig or sdkconfig.json that is read (None for the last two).
-    ``defaults`` is ESP-IDF's defaults list (before ``.<target>`` companions are added).
-    """
-
-    project_dir: Path
-    kind: str
-    config: Path | None
-    defaults: tuple[Path, ...] = ()
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class ResolvedConfig:
     """A project's configuration, resolved the way ESP-IDF resolves it.
 
@@ -161,6 +158,14 @@ class ResolvedConfig:
     model: str = "shipped"
     warnings: tuple[ConfigWarning, ...] = ()
     notes: tuple[str, ...] = ()
+    #: The firmware's ESP-IDF (``"v6.0.2"``) and where that came from, when known
+    #: (:func:`.idf_versions.find_idf_version`).
+    idf_version: str | None = None
+    idf_version_source: str | None = None
+    #: Every symbol an ESP-IDF-written configuration names (a sdkconfig with kconfgen's
+    #: header line, or a build's sdkconfig.json): a symbol missing there was not in the
+    #: build's Kconfig tree.  None for files a user wrote (defaults).
+    idf_symbols: frozenset[str] | None = None
 
 
 # --- reading files -------------------------------------------------------------------
@@ -172,8 +177,19 @@ def _unquote(value: str) -> str:
     return value
 
 
-def parse_sdkconfig_text(text: str, *, filename: str = "<sdkconfig>") -> list[Assignment]:
-    """The assignments in sdkconfig text, in file order (renames applied).
+def _renamed(name: str, value: str, renames: Mapping[str, str]) -> tuple[str, str]:
+    """``(name, value)`` after a rename; an inverted rename flips a boolean value."""
+    new = renames.get(name)
+    if new is None:
+        return name, value
+    if new.startswith("!"):
+        return new[1:], {"y": "n", "n": "y"}.get(value, value)
+    return new, value
+
+
+def parse_sdkconfig_text(text: str, *, filename: str = "<sdkconfig>",
+                         renames: Mapping[str, str] = RENAMED_SYMBOLS) -> list[Assignment]:
+    """The assignments in sdkconfig text, in file order (``renames`` applied).
 
     Blank lines, comments and malformed lines are skipped here; kconfiglib reports
     malformed lines when the text is evaluated.
@@ -189,7 +205,8 @@ def parse_sdkconfig_text(text: str, *, filename: str = "<sdkconfig>") -> list[As
             if not match:
                 continue
             name, value = match.group(1), "n"
-        out.append(Assignment(RENAMED_SYMBOLS.get(name, name), value, filename, lineno))
+        name, value = _renamed(name, value, renames)
+        out.append(Assignment(name, value, filename, lineno))
     return out
 
 
@@ -205,7 +222,7 @@ def parse_sdkconfig_json(text: str, *, filename: str = "sdkconfig.json") -> dict
     return data
 
 
-def _loadable_text(text: str) -> str:
+def _loadable_text(text: str, renames: Mapping[str, str] = RENAMED_SYMBOLS) -> str:
     """sdkconfig text as kconfiglib should see it: renames applied and, as ESP-IDF's
     kconfgen does, ``CONFIG_X=`` turned into ``# CONFIG_X is not set``.  One line in,
     one line out, so kconfiglib's line numbers stay right."""
@@ -213,9 +230,11 @@ def _loadable_text(text: str) -> str:
     for raw in text.splitlines():
         line = raw.strip()
         match = _SET_RE.match(line) or _UNSET_RE.match(line)
-        if match and match.group(1) in RENAMED_SYMBOLS:
-            raw = raw.replace(f"CONFIG_{match.group(1)}", f"CONFIG_{RENAMED_SYMBOLS[match.group(1)]}", 1)
-            line = raw.strip()
+        if match and match.group(1) in renames:
+            value = match.group(2) if match.re is _SET_RE else "n"
+            name, value = _renamed(match.group(1), value, renames)
+            raw = f"# CONFIG_{name} is not set" if value == "n" else f"CONFIG_{name}={value}"
+            line = raw
         set_match = _SET_RE.match(line)
         if set_match and set_match.group(2) == "":
             raw = f"# CONFIG_{set_match.group(1)} is not set"
@@ -223,127 +242,18 @@ def _loadable_text(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _display(path: Path, project_dir: Path) -> str:
-    try:
-        return path.resolve().relative_to(project_dir.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _target_in(text: str) -> str | None:
-    """``CONFIG_IDF_TARGET`` as ESP-IDF's CMake finds it (an exact quoted line)."""
-    for line in text.splitlines():
-        match = _TARGET_LINE_RE.match(line.strip())
-        if match:
-            return match.group(1)
-    return None
-
-
-def _defaults_list(project_dir: Path, env: Mapping[str, str]) -> tuple[Path, ...]:
-    listed = env.get("SDKCONFIG_DEFAULTS", "")
-    if listed:
-        paths = []
-        for item in (part.strip() for part in listed.split(";")):
-            if not item:
-                continue
-            path = Path(item) if Path(item).is_absolute() else project_dir / item
-            if not path.is_file():
-                raise InputError(
-                    f"SDKCONFIG_DEFAULTS names {item!r}, which does not exist",
-                    file=str(path),
-                    hint="ESP-IDF stops on this too; fix or unset SDKCONFIG_DEFAULTS "
-                         "(paths are relative to the project directory)")
-            paths.append(path)
-        return tuple(paths)
-    plain = project_dir / "sdkconfig.defaults"
-    return (plain,) if plain.is_file() else ()
-
-
-def _same_config(text_config: Path, resolved: Path) -> bool:
-    """True when every symbol sdkconfig sets has that value in sdkconfig.json (symbols
-    only one of them has, such as sdkconfig's deprecated aliases, are not compared)."""
-    try:
-        values = json.loads(resolved.read_text(encoding="utf-8"))
-        lines = text_config.read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    if not isinstance(values, dict):
-        return False
-    for line in lines:
-        line = line.strip()
-        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
-            name, value = line[9:-11], False
-        elif line.startswith("CONFIG_") and "=" in line:
-            name, _, raw = line[7:].partition("=")
-            if raw == "y":
-                value = True
-            elif raw.startswith('"'):
-                try:
-                    value = json.loads(raw)
-                except ValueError:
-                    return False
-            else:
-                try:
-                    value = int(raw, 0)
-                except ValueError:
-                    value = raw
-        else:
-            continue
-        if name in values and values[name] != value:
-            return False
-    return True
-
-
-def find_config_inputs(project_dir: Path, *, sdkconfig: Path | None = None,
-                       env: Mapping[str, str] | None = None,
-                       build_dir: Path | None = None) -> ConfigInputs:
-    """Decide which configuration files describe ``project_dir`` (see module docstring).
-
-    Raises :class:`InputError` when the project directory or an explicitly named file
-    does not exist, or ``SDKCONFIG_DEFAULTS`` names a missing file.
-    """
-    env = os.environ if env is None else env
-    project_dir = Path(project_dir)
-    if not project_dir.is_dir():
-        raise InputError("project directory not found", file=str(project_dir))
-    defaults = _defaults_list(project_dir, env)
-    if sdkconfig is not None:
-        sdkconfig = Path(sdkconfig)
-        if not sdkconfig.is_absolute() and not sdkconfig.exists():
-            sdkconfig = project_dir / sdkconfig
-        if not sdkconfig.is_file():
-            raise InputError("sdkconfig file not found", file=str(sdkconfig))
-        kind = "sdkconfig.json" if sdkconfig.suffix == ".json" else "sdkconfig"
-        return ConfigInputs(project_dir, kind, sdkconfig, defaults)
-    notes: list[str] = []
-    text_config = project_dir / "sdkconfig"
-    resolved = (Path(build_dir) if build_dir else project_dir / "build") / "config" / "sdkconfig.json"
-    if resolved.is_file():
-        # ESP-IDF writes sdkconfig just after sdkconfig.json: compare what they say, not
-        # when they were written.
-        if not text_config.is_file() or _same_config(text_config, resolved):
-            return ConfigInputs(project_dir, "sdkconfig.json", resolved, defaults)
-        if text_config.is_file():
-            notes.append(f"{_display(resolved, project_dir)} does not match "
-                         f"{_display(text_config, project_dir)}; used the latter "
-                         "(`idf.py reconfigure` refreshes the former)")
-    if text_config.is_file():
-        return ConfigInputs(project_dir, "sdkconfig", text_config, defaults, tuple(notes))
-    if defaults:
-        return ConfigInputs(project_dir, "defaults", None, defaults, tuple(notes))
-    notes.append("no sdkconfig, build/config/sdkconfig.json or sdkconfig.defaults found; "
-                 "using ESP-IDF's defaults for the target")
-    return ConfigInputs(project_dir, "none", None, (), tuple(notes))
-
-
 # --- the Kconfig model ---------------------------------------------------------------
 
 
-def _target_block(target: str) -> str:
-    """Kconfig text for IDF_TARGET, IDF_TARGET_<CHIP> and the SOC_* capabilities."""
+def _target_block(target: str, idf_version: str | None = None) -> str:
+    """Kconfig text for IDF_TARGET, IDF_TARGET_<CHIP>, the SOC_* capabilities and the
+    model's own ``MODEL_*`` facts about the firmware's ESP-IDF (unknown: the newest)."""
     chip = get_chip(target)
+    version = parse_idf_version(idf_version) if idf_version else None
+    newest = version is None or HMAC_DEFAULT_SCHEME.available_in(version)
     out = ["# generated by idf_nvs_secure.sdkconfig from idf_nvs_secure.chips",
-           "config IDF_TARGET", "    string", f'    default "{chip.name}"', ""]
+           "config IDF_TARGET", "    string", f'    default "{chip.name}"', "",
+           "config MODEL_IDF_6_0_OR_LATER", "    bool", f"    default {'y' if newest else 'n'}", ""]
     for name in sorted(CHIPS):
         out += [f"config IDF_TARGET_{name.upper()}", "    bool"]
         out += ["    default y", ""] if name == chip.name else [""]
@@ -352,10 +262,17 @@ def _target_block(target: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def model_kconfig_text(target: str) -> str:
-    """The complete Kconfig text kconfiglib evaluates for ``target``."""
+def model_kconfig_text(target: str, idf_version: str | None = None) -> str:
+    """The complete Kconfig text kconfiglib evaluates for ``target`` and the firmware's
+    ESP-IDF ``idf_version`` (None: the newest)."""
     shipped = resources.files("idf_nvs_secure").joinpath("data/nvs_secure.Kconfig")
-    return _target_block(target) + "\n" + shipped.read_text(encoding="utf-8")
+    text = shipped.read_text(encoding="utf-8")
+    version = parse_idf_version(idf_version) if idf_version else None
+    if version is not None and not HMAC_DEFAULT_SCHEME.available_in(version):
+        # Before v6.0 the symbol does not exist: ESP-IDF ignores an assignment to it.
+        text, count = _PRE_6_0_ONLY_RE.subn("\n", text)
+        assert count == 1, "the model's NVS_SEC_KEY_PROTECT_NONE block changed"
+    return _target_block(target, idf_version) + "\n" + text
 
 
 @functools.lru_cache(maxsize=1)
@@ -364,75 +281,31 @@ def model_symbol_names() -> tuple[str, ...]:
     names: list[str] = []
     for line in model_kconfig_text(DEFAULT_TARGET).splitlines():
         match = re.match(r"\s*(?:menu)?config\s+([A-Z0-9_]+)\s*$", line)
-        if match and match.group(1) not in names:
+        if match and match.group(1) not in names and not match.group(1).startswith("MODEL_"):
             names.append(match.group(1))
     return tuple(names)
 
 
-@contextmanager
-def _patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    with _ENV_LOCK:
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
-
-
-def _load_idf_tree(idf_path: Path, target: str, work: Path) -> kconfiglib.Kconfig:
-    """Parse ESP-IDF's own Kconfig tree the way tools/cmake/kconfig.cmake sets it up."""
-    root = idf_path / "Kconfig"
-    if not root.is_file():
-        raise FileNotFoundError(f"{root} not found")
-    components = sorted(p for p in (idf_path / "components").glob("*") if p.is_dir())
-    lists = {}
-    for key, name in (("COMPONENT_KCONFIGS_SOURCE_FILE", "Kconfig"),
-                      ("COMPONENT_KCONFIGS_PROJBUILD_SOURCE_FILE", "Kconfig.projbuild")):
-        listing = work / f"{name}.sources"
-        listing.write_text("".join(f'source "{c / name}"\n' for c in components
-                                   if (c / name).is_file()), encoding="utf-8")
-        lists[key] = str(listing)
-    env = {"IDF_PATH": str(idf_path), "IDF_TARGET": target, "srctree": str(idf_path),
-           "IDF_TOOLCHAIN": "gcc", "IDF_ENV_FPGA": "", "IDF_INIT_VERSION": "",
-           "IDF_MINIMAL_BUILD": "n", **lists}
-    kconf = kconfiglib.Kconfig.__new__(kconfiglib.Kconfig)
-    with _patched_environ(env):
-        try:
-            kconf.__init__(str(root), warn=True, warn_to_stderr=False)
-        except Exception as exc:
-            # Kconfig.filename/linenr are the parser's position (public attributes).
-            where = getattr(kconf, "filename", None)
-            if where and not isinstance(exc, kconfiglib.KconfigError):
-                raise RuntimeError(f"{where}:{getattr(kconf, 'linenr', '?')}: "
-                                   f"{type(exc).__name__}: {exc}") from exc
-            raise
-    missing = [name for name in _REQUIRED_IN_IDF_TREE if name not in kconf.syms
-               or not kconf.syms[name].nodes]
-    if missing:
-        raise LookupError("it does not define " + ", ".join(missing))
-    return kconf
-
-
-def _load_model(target: str, work: Path, env: Mapping[str, str]) -> tuple[kconfiglib.Kconfig, str, list[str]]:
-    """kconfiglib parsed from ESP-IDF's tree (when IDF_PATH works) or the shipped model."""
+def _load_model(target: str, work: Path, env: Mapping[str, str], try_idf: bool = True,
+                why_not: str | None = None,
+                idf_version: str | None = None) -> tuple[kconfiglib.Kconfig, str, list[str]]:
+    """kconfiglib parsed from ESP-IDF's tree (when IDF_PATH works) or the shipped model.
+    ``why_not``: why esp-idf-kconfig did not resolve the tree, for the note."""
     notes: list[str] = []
-    idf_path = env.get("IDF_PATH")
+    idf_path = env.get("IDF_PATH") if try_idf else None
     if idf_path:
         try:
-            kconf = _load_idf_tree(Path(idf_path), target, work)
-            notes.append(f"evaluated against ESP-IDF's Kconfig tree at {idf_path}")
+            kconf = load_idf_tree_kconfiglib(Path(idf_path), target, work)
+            notes.append(f"evaluated against ESP-IDF's Kconfig tree at {idf_path} with "
+                         f"kconfiglib" + (f" ({why_not})" if why_not else ""))
             return kconf, f"esp-idf:{idf_path}", notes
         except Exception as exc:  # kconfiglib raises many kinds; any of them means "fall back"
             reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            notes.append(f"kconfiglib could not use ESP-IDF's Kconfig at {idf_path} ({reason}); "
-                         "used the shipped model instead")
+            first = f"{why_not}; " if why_not and "Kconfig not found" not in why_not else ""
+            notes.append(f"could not use ESP-IDF's Kconfig tree at {idf_path} ({first}kconfiglib: "
+                         f"{reason}); used the shipped model instead")
     model = work / "nvs_secure.Kconfig"
-    model.write_text(model_kconfig_text(target), encoding="utf-8")
+    model.write_text(model_kconfig_text(target, idf_version), encoding="utf-8")
     return kconfiglib.Kconfig(str(model), warn=True, warn_to_stderr=False), "shipped", notes
 
 
@@ -495,8 +368,13 @@ def _located_warnings(raw: list[str], names: set[str], paths: Mapping[str, str],
     return out
 
 
-def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = None) -> ResolvedConfig:
-    """Resolve ``inputs`` with kconfiglib (see the module docstring for the rules)."""
+def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = None,
+                    idf_version: str | None = None) -> ResolvedConfig:
+    """Resolve ``inputs`` with kconfiglib (see the module docstring for the rules).
+
+    ``idf_version``: the firmware's ESP-IDF as the user gives it; the shipped model
+    follows it (else the version found, else the newest).  The result still records the
+    version found (:func:`..plan.firmware.with_idf_version` applies the user's)."""
     env = os.environ if env is None else env
     project_dir = inputs.project_dir
     notes = list(inputs.notes)
@@ -536,21 +414,43 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
             chain.append((inputs.config, config_text))
 
     names = model_symbol_names()
+    renames = dict(RENAMED_SYMBOLS)
+    if env.get("IDF_PATH") and json_data is None:
+        renames.update(tree_renames(Path(env["IDF_PATH"]), target, project_dir))
     requested: dict[str, Assignment] = {}
     for path, text in chain:
-        for item in parse_sdkconfig_text(text, filename=_display(path, project_dir)):
+        for item in parse_sdkconfig_text(text, filename=_display(path, project_dir),
+                                         renames=renames):
             if item.name in names:
                 requested.pop(item.name, None)  # keep the order of last assignment
                 requested[item.name] = item
 
+    header = config_text if inputs.kind == "sdkconfig" else None
+    if header is None and (project_dir / "sdkconfig").is_file():
+        header = read_input_text(project_dir / "sdkconfig")
+    version, version_source, version_notes = find_idf_version(
+        env, header, "sdkconfig" if inputs.kind != "sdkconfig" else _display(inputs.config, project_dir))
+    notes += version_notes
+
     with tempfile.TemporaryDirectory(prefix="idf-nvs-secure-") as tmp:
         work = Path(tmp)
-        kconf, model, model_notes = _load_model(target, work, env)
+        tree, why_not = (None, None) if json_data is not None else \
+            resolve_tree(inputs.project_dir, inputs.config, target, chain, work, env)
+        kconf, model, model_notes = _load_model(target, work, env, try_idf=tree is None,
+                                                why_not=why_not,
+                                                idf_version=idf_version or
+                                                (str(version) if version else None))
         notes += model_notes
+        if json_data is not None:
+            model = "sdkconfig.json (ESP-IDF's build resolved it)"
+        if tree is not None:
+            model = f"esp-idf-kconfig:{env['IDF_PATH']}"
+            notes.append(f"resolved with esp-idf-kconfig over ESP-IDF's Kconfig tree at "
+                         f"{env['IDF_PATH']}, every component's sdkconfig.rename applied")
         kconf.warn_assign_override = kconf.warn_assign_redun = kconf.warn_assign_undef = False
         kconf.warnings.clear()
         paths: dict[str, str] = {}
-        loads = [(p, _loadable_text(t)) for p, t in chain]
+        loads = [(p, _loadable_text(t, renames)) for p, t in chain]
         if json_data is not None:
             loads = [(inputs.config, _json_to_text(json_data, kconf, names))]
         for index, (path, text) in enumerate(loads):
@@ -573,6 +473,16 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
                     notes.append(f"the model resolves {name} to {values[name]!r} but the build's "
                                  f"sdkconfig.json says {json_data[name]!r}; used the build's value")
                 values[name] = _json_value(json_data[name])
+    if tree is not None:
+        for name in names:
+            real = _json_value(tree.get(name))
+            if real is None and isinstance(values[name], bool):
+                real = False  # not written: its dependencies are not met
+            if real != values[name] and name not in SOC_SYMBOLS and values[name] is not None:
+                notes.append(f"the shipped model resolves {name} to {values[name]!r}; ESP-IDF's "
+                             f"Kconfig tree to {real!r}, which is used")
+            values[name] = real
+
 
     warnings = _located_warnings(raw_warnings, set(names), paths, requested)
     return ResolvedConfig(
@@ -582,13 +492,24 @@ def evaluate_config(inputs: ConfigInputs, *, env: Mapping[str, str] | None = Non
         requested=requested if json_data is None else {}, dependencies=dependencies,
         choices=choices,
         loaded=tuple(paths.values()), model=model, warnings=tuple(warnings), notes=tuple(notes),
+        idf_version=str(version) if version else None, idf_version_source=version_source,
+        idf_symbols=_idf_symbols(inputs.kind, config_text, json_data),
     )
+
+
+def _idf_symbols(kind: str, text: str | None,
+                 json_data: Mapping[str, object] | None) -> frozenset[str] | None:
+    if json_data is not None:
+        return frozenset(json_data)
+    if kind == "sdkconfig" and text is not None and version_from_sdkconfig(text) is not None:
+        return frozenset(a.name for a in parse_sdkconfig_text(text, renames={}))
+    return None
 
 
 def read_config(project_dir: Path, *, sdkconfig: Path | None = None,
                 env: Mapping[str, str] | None = None,
-                build_dir: Path | None = None) -> ResolvedConfig:
+                build_dir: Path | None = None, idf_version: str | None = None) -> ResolvedConfig:
     """Find and resolve a project's configuration: :func:`find_config_inputs` then
     :func:`evaluate_config`."""
     inputs = find_config_inputs(project_dir, sdkconfig=sdkconfig, env=env, build_dir=build_dir)
-    return evaluate_config(inputs, env=env)
+    return evaluate_config(inputs, env=env, idf_version=idf_version)

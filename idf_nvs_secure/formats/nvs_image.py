@@ -310,8 +310,10 @@ def build_nvs_image(entries: Sequence[NvsEntry], size: int, *, version: int = 2,
     ``size`` is in bytes, a multiple of 4096 (at least 0x3000 for read/write NVS).  The
     image is ``size`` bytes long, except under 0x3000 (read-only NVS), where it is, as
     nvs_partition_gen.py writes it, only the pages used: 4096 bytes per page, at least one.
-    ``version`` is the NVS format version: 2 (multi-page blobs, ESP-IDF v4.0 and later)
-    or 1.  With ``keys`` the entries are encrypted as NVS encryption expects.
+    ``version`` is the NVS format version: 2 (multi-page blobs, ESP-IDF v3.2 and later:
+    commit 5a27a635, first in v3.2-beta1) or 1, which cannot hold float or double
+    entries (types of ESP-IDF v6.1 and later, which firmware that needs version 1 pages
+    predates).  With ``keys`` the entries are encrypted as NVS encryption expects.
 
     Raises :class:`InputError` for an invalid entry (located at it) or size, and
     :class:`CapacityError` when the entries need more pages than the partition has.
@@ -321,6 +323,13 @@ def build_nvs_image(entries: Sequence[NvsEntry], size: int, *, version: int = 2,
         version_byte = NVS_VERSION_2
     elif version == 1:
         version_byte = NVS_VERSION_1
+        for entry in entries:
+            if entry.type in ("float", "double"):
+                raise InputError(
+                    f"{entry.type} value {entry.namespace}.{entry.key} cannot be written in "
+                    f"format version 1: version 1 is for firmware before ESP-IDF v3.2, and "
+                    f"{entry.type} values need ESP-IDF v6.1+", file=entry.file, line=entry.line,
+                    col=entry.col, hint="use format version 2, or a u32 or string value")
     else:
         raise InputError(f"NVS format version must be 1 or 2, not {version!r}")
     multipage = version == 2
@@ -416,7 +425,7 @@ def build_nvs_image(entries: Sequence[NvsEntry], size: int, *, version: int = 2,
                     entry,
                     f"key {key!r}: {kind} is {length} bytes; format version 1 allows at "
                     f"most {BLOB_MAX_SIZE_V1}",
-                    hint="use format version 2 (ESP-IDF v4.0 and later)",
+                    hint="use format version 2 (ESP-IDF v3.2 and later)",
                 )
             span = (length + entry_size - 1) // entry_size + 1
             # As the reference tool: move on unless the item ends before the page's last

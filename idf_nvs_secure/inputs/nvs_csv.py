@@ -39,7 +39,7 @@ import struct
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple
 
-from ..errors import InputError, NvsSecureError
+from ..errors import ErrorCollector, InputError, NvsSecureError
 from ..formats.nvs_image import NvsEntry, validate_entry
 from ..fsutil import read_input_bytes
 
@@ -188,23 +188,11 @@ def parse_nvs_csv(text: str, *, filename: str, base_dir: Path,
     entries: list[NvsEntry] = []
     namespace: str | None = None
     header_seen = False
-    while True:
-        lines.next_row()
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise fail(f"malformed CSV: {exc}") from None
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if not header_seen:
-            if tuple(cell.strip().lower() for cell in row) != CSV_HEADER:
-                raise fail(
-                    f"the first line must be the header {','.join(CSV_HEADER)}, "
-                    f"not {','.join(row)!r}")
-            header_seen = True
-            continue
+    errors = ErrorCollector()
+
+    def add_row(row: list[str]) -> None:
+        """Check one entry row and add its entry (raises for this row only)."""
+        nonlocal namespace
         if len(row) > 4:
             raise fail(
                 f"{len(row)} fields; expected 4 (key,type,encoding,value)",
@@ -214,9 +202,12 @@ def parse_nvs_csv(text: str, *, filename: str, base_dir: Path,
         key = row[0]  # not stripped: the reference tool keeps spaces in keys
         kind = row[1].strip().lower()
         if kind == "namespace":
+            # A bad name is one error, not one per row: its rows are checked under a
+            # stand-in name (the file is refused anyway).
+            namespace = "-"
             _check_namespace(key, fail)
             namespace = key
-            continue
+            return
         encoding = row[2].strip().lower()
         value_cell = row[3]
         where = f"key {key!r}"
@@ -247,7 +238,7 @@ def parse_nvs_csv(text: str, *, filename: str, base_dir: Path,
             except InputError as exc:
                 raise exc.located(filename, lines.row_start) from None
             entries.append(entry)
-            continue
+            return
         raw: str | bytes = value_cell
         if kind == "file":
             if encoding not in _FILE_ENCODINGS:
@@ -268,9 +259,30 @@ def parse_nvs_csv(text: str, *, filename: str, base_dir: Path,
         except InputError as exc:
             raise exc.located(filename, lines.row_start) from None
         entries.append(entry)
+
+    while True:
+        lines.next_row()
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # the reader cannot go on: what came before, and this
+            errors.raise_any(fail(f"malformed CSV: {exc}"))
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if not header_seen:
+            if tuple(cell.strip().lower() for cell in row) != CSV_HEADER:
+                raise fail(
+                    f"the first line must be the header {','.join(CSV_HEADER)}, "
+                    f"not {','.join(row)!r}")
+            header_seen = True
+            continue
+        with errors.catch():
+            add_row(row)
     if not header_seen:
         raise InputError(f"empty CSV: expected the header {','.join(CSV_HEADER)}",
                          file=filename)
+    errors.raise_any()
     return entries
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import InputError
+from ..errors import ErrorCollector, InputError
 from ..formats.nvs_image import NVS_TYPES, SECRET_NOT_SHOWN, NvsEntry, validate_entry
 from ..formats.nvs_layout import BLOB_MAX_SIZE, STR_LEN_MAX_SIZE
 from ..fsutil import display_path, read_input_text, read_regular_file
@@ -79,10 +79,17 @@ class NvsValues:
     unset: dict[tuple[str, str], tuple[str, InputError]] = field(default_factory=dict)
     defer_unset: bool = False
 
-    def check_complete(self) -> None:
-        """Raise the first deferred error of an unset variable, if any."""
-        for _var, error in self.unset.values():
-            raise error
+    def check_complete(self, supplied: "set[tuple[str, str]] | frozenset" = frozenset()) -> None:
+        """Raise the first deferred error of an unset variable, if any; a (namespace, key)
+        in ``supplied`` has its value from elsewhere (a batch's devices CSV)."""
+        for path, (_var, error) in self.unset.items():
+            if path not in supplied:
+                raise error
+
+    def unset_variable(self, namespace: str, key: str) -> str | None:
+        """The unset environment variable the value of ``namespace.key`` waits for."""
+        held = self.unset.get((namespace, key))
+        return held[0] if held else None
 
     @property
     def entries(self) -> list[NvsEntry]:
@@ -122,45 +129,64 @@ def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping
     regular files no larger than the type can store; those outside ``root`` (default
     ``base_dir``) are recorded in ``into.external_files``."""
     validate_document(doc, "nvs_values")
+    errors = ErrorCollector()  # keys are independent: every bad one is reported at once
     for ns, keys in doc.data.items():
-        _check_name(doc, (ns,), ns, "namespace")
+        with errors.catch():
+            _check_name(doc, (ns,), ns, "namespace")
         if keys is None:
-            if not overlay:
-                raise doc.error((ns,), f"namespace '{ns}' has no keys")
-            if ns not in into.namespaces:
-                raise doc.error((ns,), f"overlay removes namespace '{ns}', which the base "
-                                f"does not have", key=True, hint=_known(into.namespaces))
-            del into.namespaces[ns]
-            into.secrets = {s for s in into.secrets if s[0] != ns}
-            into.unset = {k: v for k, v in into.unset.items() if k[0] != ns}
+            with errors.catch():
+                _remove_namespace(doc, ns, into, overlay)
             continue
         target = into.namespaces.setdefault(ns, {})
         for key, spec in keys.items():
-            path = (ns, key)
-            _check_name(doc, path, key, "key")
-            base = target.get(key)
-            if spec is None:
-                if not overlay:
-                    raise doc.error(path, f"key '{key}' has no value")
-                if base is None:
-                    known = _known(target) if ns in into.namespaces else None
-                    what = "key" if into.namespaces.get(ns) else "namespace"
-                    raise doc.error(path, f"overlay removes '{ns}.{key}', but the base has no "
-                                    f"such {what}", key=True, hint=known)
-                del target[key]
-                into.secrets.discard(path)
-                into.unset.pop(path, None)
-                continue
-            into.unset.pop(path, None)
-            entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into,
-                                   root if root is not None else base_dir)
-            target[key] = entry
-            if secret:
-                into.secrets.add(path)
-            else:
-                into.secrets.discard(path)
+            with errors.catch():
+                _apply_key(doc, (ns, key), spec, target, into, overlay, base_dir, env,
+                           read_bytes, root)
         if not target:
             del into.namespaces[ns]
+    errors.raise_any()
+
+
+def _remove_namespace(doc: YamlDocument, ns: str, into: NvsValues, overlay: bool) -> None:
+    """``ns: null``: an overlay removes the namespace (a base may not have it empty)."""
+    if not overlay:
+        raise doc.error((ns,), f"namespace '{ns}' has no keys")
+    if ns not in into.namespaces:
+        raise doc.error((ns,), f"overlay removes namespace '{ns}', which the base "
+                        f"does not have", key=True, hint=_known(into.namespaces))
+    del into.namespaces[ns]
+    into.secrets = {s for s in into.secrets if s[0] != ns}
+    into.unset = {k: v for k, v in into.unset.items() if k[0] != ns}
+
+
+def _apply_key(doc: YamlDocument, path: tuple[str, str], spec: Any,
+               target: dict[str, NvsEntry], into: NvsValues, overlay: bool, base_dir: Path,
+               env: Mapping[str, str], read_bytes: Callable[..., bytes],
+               root: Path | None) -> None:
+    """Apply one key of a values document to ``target`` (its namespace in ``into``)."""
+    ns, key = path
+    _check_name(doc, path, key, "key")
+    base = target.get(key)
+    if spec is None:
+        if not overlay:
+            raise doc.error(path, f"key '{key}' has no value")
+        if base is None:
+            known = _known(target) if ns in into.namespaces else None
+            what = "key" if into.namespaces.get(ns) else "namespace"
+            raise doc.error(path, f"overlay removes '{ns}.{key}', but the base has no "
+                            f"such {what}", key=True, hint=known)
+        del target[key]
+        into.secrets.discard(path)
+        into.unset.pop(path, None)
+        return
+    into.unset.pop(path, None)
+    entry, secret = _entry(doc, path, spec, base, base_dir, env, read_bytes, into,
+                           root if root is not None else base_dir)
+    target[key] = entry
+    if secret:
+        into.secrets.add(path)
+    else:
+        into.secrets.discard(path)
 
 
 def _known(names: Mapping[str, Any]) -> str | None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from ..errors import CapacityError, InputError
+from ..errors import CapacityError, ErrorCollector, InputError
 from ..formats.partition_table import (
     APP_TYPE,
     BOOTLOADER_TYPE,
@@ -42,6 +42,7 @@ from ..formats.partition_table import (
     PartitionTable,
     alignment_for_type,
     find_problem,
+    format_size,
     has_fixed_location,
 )
 
@@ -155,22 +156,26 @@ def parse_partition_csv_specs(text: str, *, filename: str = "<csv>",
     """
     env = os.environ if variables is None else variables
     specs = []
+    errors = ErrorCollector()  # rows are independent: every bad row is reported at once
     for number, raw in enumerate(text.splitlines(), start=1):
         line, unknown = _expand_vars(raw, env)
         if not line.strip() or line.strip().startswith("#"):
             continue
         exact = line == raw
-        if unknown:
-            name, col = unknown[0]
-            raise InputError(f"unknown variable ${name}", file=filename, line=number, col=col,
-                             hint=f"set {name} in the environment, or write the value")
-        fields = _split_row(line)
-        try:
-            specs.append(_row_to_spec(fields, filename, number))
-        except InputError as exc:
-            if not exact:
-                exc.col = None
-            raise exc.located(filename, number) from None
+        with errors.catch():
+            if unknown:
+                name, col = unknown[0]
+                raise InputError(f"unknown variable ${name}", file=filename, line=number,
+                                 col=col, hint=f"set {name} in the environment, or write "
+                                               "the value")
+            fields = _split_row(line)
+            try:
+                specs.append(_row_to_spec(fields, filename, number))
+            except InputError as exc:
+                if not exact:
+                    exc.col = None
+                raise exc.located(filename, number) from None
+    errors.raise_any()
     return specs
 
 
@@ -296,15 +301,27 @@ def place_partitions(specs: Sequence[PartitionSpec], *, table_offset: int = DEFA
                          f"not below the partition table offset 0x{table_offset:x}")
     last_end = table_offset + PARTITION_TABLE_SIZE
     previous: str | None = None
+    before: PartitionSpec | None = None
     parts = []
     for spec in specs:
+        if spec.size == REST and flash_size is not None and before is not None \
+                and last_end > flash_size:
+            # The partition before a 'rest' one already runs past the flash: that one
+            # is the cause, not the 'rest' partition that finds nothing left.
+            raise CapacityError(f"partition {previous!r}: it ends at 0x{last_end:x} "
+                                f"({last_end / 0x100000:.1f} MB), beyond the end of the "
+                                f"{format_size(flash_size)} flash (0x{flash_size:x}), so "
+                                f"nothing is left for {spec.name!r} (size: rest)",
+                                hint="shrink the partitions, or raise the flash size "
+                                     "(CONFIG_ESPTOOLPY_FLASHSIZE)",
+                                file=before.file, line=before.line, col=before.col)
         try:
             part = _place_one(spec, last_end, previous, table_offset, flash_size,
                               primary_bootloader_offset, recovery_bootloader_offset)
         except InputError as exc:
             raise exc.located(spec.file, spec.line, spec.col) from None
         if not has_fixed_location(part.type, part.subtype):
-            last_end, previous = part.end, part.name
+            last_end, previous, before = part.end, part.name, spec
         parts.append(part)
     table = PartitionTable(tuple(parts), offset=table_offset)
     problem = find_problem(table, flash_size=flash_size, secure=secure)

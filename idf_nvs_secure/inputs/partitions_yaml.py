@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from ..errors import InputError
+from ..errors import ErrorCollector, InputError
 from ..formats.partition_table import (
     DATA_TYPE,
     DEFAULT_TABLE_OFFSET,
@@ -178,11 +178,14 @@ def parse_partitions_document(doc: YamlDocument, *, table_offset: int | None = N
             raise doc.error(("table", "flash_size"), exc.message) from None
     specs: list[PartitionSpec] = []
     pairing: dict[str, str] = {}
+    errors = ErrorCollector()  # partitions are independent: every bad one at once
     for i, item in enumerate(doc.data["partitions"]):
-        spec = spec_from_item(doc, ("partitions", i), item)
-        specs.append(spec)
-        if "nvs_keys_for" in item:
-            pairing[spec.name] = item["nvs_keys_for"]
+        with errors.catch():
+            spec = spec_from_item(doc, ("partitions", i), item)
+            specs.append(spec)
+            if "nvs_keys_for" in item:
+                pairing[spec.name] = item["nvs_keys_for"]
+    errors.raise_any()
     table = place_partitions(specs, table_offset=table_offset, flash_size=flash_size,
                              secure=secure, primary_bootloader_offset=primary_bootloader_offset,
                              recovery_bootloader_offset=recovery_bootloader_offset)

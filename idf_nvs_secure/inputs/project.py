@@ -32,6 +32,7 @@ from typing import Any, Mapping
 from ..errors import InputError
 from ..words import KeySource
 from ..formats.partition_table import PartitionTable
+from ..formats.nvs_layout import PAGE_SIZE as NVS_PAGE_SIZE
 from ..fsutil import display_path, read_input_text
 from .keysource import SecretSpec
 from .nvs_yaml import NvsValues, load_nvs_values
@@ -51,6 +52,7 @@ __all__ = [
     "ResolvedProject",
     "load_project",
     "resolve_project",
+    "unset_text",
 ]
 
 PROJECT_FILE = "nvs_secure.yaml"
@@ -107,34 +109,48 @@ class Project:
     products: Mapping[str, ProductConfig]
     default_product: str | None
     doc: YamlDocument
+    #: ``idf_version:``, the ESP-IDF the firmware is built with, as written (checked
+    #: against the schema's pattern; the plan parses it).
+    idf_version: str | None = None
 
     def product(self, name: str | None) -> ProductConfig | None:
         """The product called ``name`` (or the default one); None when the project has
         no products.  An unknown name is an error that lists the known ones."""
+        # Located at the products: list (or the file's first line without one), where
+        # the names it may be are written.
+        line, _ = self.doc.where(("products",), key=True) if self.products else (None, None)
         if name is None:
             name = self.default_product
             if name is None:
                 if self.products:
                     raise InputError(
                         "this project has products; choose one with --product",
-                        file=display_path(self.file),
+                        file=display_path(self.file), line=line,
                         hint="products: " + ", ".join(self.products))
                 return None
         if name not in self.products:
             known = ", ".join(self.products) if self.products else "(none defined)"
             raise InputError(f"unknown product '{name}'", file=display_path(self.file),
-                             hint=f"products: {known}")
+                             line=line or 1, hint=f"products: {known}")
         return self.products[name]
 
 
-def _files(doc: YamlDocument, path: tuple, value: Any) -> tuple[str, ...]:
-    """The values files listed at ``path`` (one name or a list), each checked for
-    control characters."""
+def _files(doc: YamlDocument, path: tuple, value: Any, root: Path) -> tuple[Path, ...]:
+    """The values files listed at ``path`` (one name or a list), relative to ``root``,
+    each checked for control characters; a missing one is named at its line here."""
     if value is None:
         return ()
-    if isinstance(value, str):
-        return (doc.path_text(path, value, "values file"),)
-    return tuple(doc.path_text(path + (i,), v, "values file") for i, v in enumerate(value))
+    items = [(path, value)] if isinstance(value, str) else \
+        [(path + (i,), v) for i, v in enumerate(value)]
+    files = []
+    for where, name in items:
+        file = root / doc.path_text(where, name, "values file")
+        if not os.path.lexists(file):
+            raise doc.error(where, f"values file '{name}' not found (relative to "
+                            f"{display_path(root) or '.'})",
+                            hint="values files are relative to the folder of nvs_secure.yaml")
+        files.append(file)
+    return tuple(files)
 
 
 def _secret(doc: YamlDocument, path: tuple, data: dict | None) -> SecretSpec | None:
@@ -182,8 +198,7 @@ def load_project(path: Path) -> Project:
         cfg = cfg or {}
         nvs[name] = NvsPartitionConfig(
             name=name,
-            values=tuple(root / f for f in _files(doc, ("nvs", name, "values"),
-                                                  cfg.get("values"))),
+            values=_files(doc, ("nvs", name, "values"), cfg.get("values"), root),
             format_version=cfg.get("format_version", 2),
             keys=_keys(doc, ("nvs", name, "keys"), cfg.get("keys"), root))
     products = {}
@@ -202,7 +217,7 @@ def load_project(path: Path) -> Project:
                                 hint="listed: " + (", ".join(nvs) or "none"))
         products[name] = ProductConfig(
             name=name, description=cfg.get("description", ""),
-            values={p: tuple(root / f for f in _files(doc, ("products", name, "values", p), v))
+            values={p: _files(doc, ("products", name, "values", p), v, root)
                     for p, v in (cfg.get("values") or {}).items()},
             partitions=dict(cfg.get("partitions") or {}),
             keys=_keys(doc, ("products", name, "keys"), cfg.get("keys"), root),
@@ -217,7 +232,13 @@ def load_project(path: Path) -> Project:
         partition_csv=root / data.get("partition_csv", "partitions.csv"),
         master_secret=_secret(doc, ("master_secret",), data.get("master_secret")),
         keys=_keys(doc, ("keys",), data.get("keys"), root),
-        nvs=nvs, products=products, default_product=default, doc=doc)
+        nvs=nvs, products=products, default_product=default, doc=doc,
+        idf_version=str(data["idf_version"]) if data.get("idf_version") is not None else None)
+
+
+def unset_text(variable: str) -> str:
+    """What a value from the unset environment variable ``variable`` shows."""
+    return f"<env {variable}: unset>"
 
 
 @dataclass
@@ -234,11 +255,15 @@ class ResolvedProject:
     keys: dict[str, KeySpec]
     format_versions: dict[str, int]
     master_secret: SecretSpec | None
+    #: Partitions of the partitions file that the product removes (``name: null``).
+    removed: tuple[PartitionSpec, ...] = ()
 
-    def check_complete(self) -> None:
-        """Raise the first error that ``defer_unset`` held back (an unset variable)."""
-        for vals in self.values.values():
-            vals.check_complete()
+    def check_complete(self, supplied: Mapping[str, set[tuple[str, str]]] | None = None) -> None:
+        """Raise the first error that ``defer_unset`` held back (an unset variable).
+        ``supplied``: per NVS partition, the (namespace, key) pairs whose value comes from
+        elsewhere (a batch's devices CSV gives every device its own), so need no base."""
+        for name, vals in self.values.items():
+            vals.check_complete((supplied or {}).get(name, frozenset()))
 
     @property
     def unset_env(self) -> tuple[str, ...]:
@@ -248,6 +273,17 @@ class ResolvedProject:
             for var, _error in vals.unset.values():
                 names[var] = None
         return tuple(names)
+
+    @property
+    def unset_notes(self) -> tuple[str, ...]:
+        """One note per unset variable: where a value reads it and which commands need it
+        (those that write images; showing and planning never do)."""
+        where: dict[str, list[str]] = {}
+        for vals in self.values.values():
+            for var, error in vals.unset.values():
+                where.setdefault(var, []).append(error.location)
+        return tuple(f"{var} is not set ({', '.join(dict.fromkeys(locs))}): build, release "
+                     f"and batch need it (export {var}=...)" for var, locs in where.items())
 
     @property
     def product_label(self) -> str:
@@ -296,10 +332,21 @@ def resolve_project(project: Project, product: str | None = None, *,
     keys: dict[str, KeySpec] = {}
     versions: dict[str, int] = {}
     for name, cfg in project.nvs.items():
-        if table.find(name) is None:
+        part = table.find(name)
+        if part is None:
             raise project.doc.error(("nvs", name), f"NVS partition '{name}' is not in the "
                                     f"partition table", key=True,
                                     hint="partitions: " + ", ".join(p.name for p in table.partitions))
+        if part.size % NVS_PAGE_SIZE:
+            # nvs_partition_gen.py (esp-idf-nvs-partition-gen, run by ESP-IDF v5.5-v6.1)
+            # refuses it too: "Size of partition must be multiple of 4096".
+            spec = next(s for s in specs if s.name == name)
+            lower, upper = part.size // NVS_PAGE_SIZE * NVS_PAGE_SIZE, \
+                -(-part.size // NVS_PAGE_SIZE) * NVS_PAGE_SIZE
+            raise InputError(f"NVS partition '{name}' is 0x{part.size:x} bytes, not a whole "
+                             f"number of 4 KB NVS pages (0x{NVS_PAGE_SIZE:x})",
+                             file=spec.file, line=spec.line, col=spec.col,
+                             hint=f"make its size 0x{lower:x} or 0x{upper:x}")
         files = list(cfg.values) + list(chosen.values.get(name, ()) if chosen else ())
         values[name] = (load_nvs_values(files, env=env, root=project.root,
                                         defer_unset=defer_unset) if files
@@ -311,7 +358,9 @@ def resolve_project(project: Project, product: str | None = None, *,
     return ResolvedProject(project=project, product=chosen.name if chosen else None,
                            table=table, specs=tuple(specs), flash_size=flash,
                            nvs_keys_pairs=pairs, values=values, keys=keys,
-                           format_versions=versions, master_secret=secret)
+                           format_versions=versions, master_secret=secret,
+                           removed=tuple(s for s in source.specs
+                                         if s.name not in {k.name for k in specs}))
 
 
 def _apply_partition_changes(project: Project, product: ProductConfig,

@@ -33,6 +33,12 @@ partition-table-missing                     error     (plan.py) custom CSV not f
 partition-table-not-generated               error     (plan.py) sdkconfig names another table
 partition-table-invalid                     error     (plan.py) the CSV does not parse/fit
 builtin-table-unknown                       error     (plan.py) no built-in table matches
+firmware-lacks-nvs-encryption               error     (firmware.py) ESP-IDF before v3.2
+firmware-lacks-hmac-scheme                  error     (firmware.py) HMAC scheme before v5.2
+firmware-lacks-readonly                     error     (firmware.py) read-only NVS before v5.2
+firmware-lacks-small-readonly-nvs           error     (firmware.py) <0x3000 read-only before v5.5
+nvs-sec-provider-missing                    error     (firmware.py) v5.2-v5.5 build without it
+firmware-version-unknown                    warning   (firmware.py) float/double, version unknown
 =========================================== ========= ==========================================
 """
 
@@ -45,7 +51,7 @@ from typing import Any
 from ..config.chips import Chip
 from ..config.sdkconfig import Assignment, ResolvedConfig
 from ..formats.partition_table import DATA_TYPE, NVS_KEYS_SUBTYPE, NVS_SUBTYPE
-from .model import SEVERITIES, Diagnostic, PlanIntent, SecurityPlan
+from .model import SEVERITIES, Diagnostic, PlanIntent, SecurityPlan, TableSource
 
 __all__ = ["SEVERITIES", "Diagnostic", "check_plan"]
 
@@ -60,6 +66,21 @@ class _Ctx:
     config: ResolvedConfig
     chip: Chip
     intent: PlanIntent
+    #: The file the user edits for the table (None: a built-in table).
+    source: TableSource | None = None
+
+    @property
+    def table_file(self) -> str | None:
+        """The user's own partition table file (never the generated CSV)."""
+        return self.source.file if self.source is not None else self.plan.partition_table.get("file")
+
+    def row(self, name: str) -> tuple[str | None, int | None]:
+        """(file, line) of partition ``name``'s entry in the user's file."""
+        return self.source.at(name) if self.source is not None else (None, None)
+
+    def write(self, yaml: str, csv: str) -> str:
+        """The fix in the syntax of the user's file: partitions.yaml or a CSV."""
+        return yaml if self.source is not None and self.source.yaml else csv
 
     def asked(self, name: str, value: str = "y") -> Assignment | None:
         """The assignment of ``name`` when the files set it to ``value``.
@@ -82,7 +103,10 @@ class _Ctx:
         return item
 
 
-def _diag(severity: str, code: str, message: str, where: Assignment | None = None) -> Diagnostic:
+def _diag(severity: str, code: str, message: str,
+          where: Assignment | tuple[str | None, int | None] | None = None) -> Diagnostic:
+    if isinstance(where, tuple):
+        return Diagnostic(severity, code, message, *where)
     return Diagnostic(severity, code, message, where.file if where else None,
                       where.line if where else None)
 
@@ -112,8 +136,10 @@ def _target(c: _Ctx) -> Iterator[Diagnostic]:
 @_check
 def _config_warnings(c: _Ctx) -> Iterator[Diagnostic]:
     for w in c.config.warnings:
-        yield Diagnostic("warning", "config-warning",
-                         f"{w.message.rstrip('.')}; fix the value (see `idf.py menuconfig`)", w.file, w.line)
+        fix = ("fix or remove the line" if "malformed line" in w.message
+               else "fix the value (see `idf.py menuconfig`)")
+        yield Diagnostic("warning", "config-warning", f"{w.message.rstrip('.')}; {fix}",
+                         w.file, w.line)
 
 
 def _normal(value: str, resolved: Any) -> Any:
@@ -202,6 +228,8 @@ def _scheme_facts(c: _Ctx) -> Iterator[Diagnostic]:
         yield _diag("info", "nvs-encryption-off",
                     f"NVS encryption is off: NVS partitions are written and stored in plain text{extra}; "
                     "set CONFIG_NVS_ENCRYPTION=y to encrypt them")
+    elif not plan.nvs_sec_provider:
+        return  # no scheme at all: plan.firmware's nvs-sec-provider-missing says so
     elif plan.scheme == "none":
         yield _diag("warning", "scheme-none",
                     "NVS encryption is on with key protection scheme None: nvs_flash_init() cannot get "
@@ -231,33 +259,61 @@ def _nvs_keys(c: _Ctx) -> Iterator[Diagnostic]:
     if table is None:
         return
     keys = table.of_type(DATA_TYPE, NVS_KEYS_SUBTYPE)
-    src = plan.partition_table.get("file")
+    src = c.table_file
     if plan.scheme != "flash_enc":
         for part in keys:
             why = "NVS encryption is off" if not plan.nvs_encryption else f"the {plan.scheme} scheme keeps no keys there"
             yield _diag("info", "nvs-keys-unused",
-                        f"partition {part.name} (nvs_keys) is not used: {why}; remove it from {src} if "
-                        "nothing else needs it")
+                        f"partition {part.name} (nvs_keys) is not used: {why}; remove it from "
+                        f"{_name(c, part.name)} if nothing else needs it", c.row(part.name))
         return
     if not keys:
+        # ESP-IDF v5.5's nvs_sec_provider logs this and fails at startup; v6.0/v6.1 log it
+        # as a warning, and nvs_flash_init() then fails (no scheme is registered).
+        firmware = 'the device logs `partition with subtype "nvs_keys" not found` at boot'
+        cut = next(((name, where) for (name, ptype, subtype), where in
+                    (c.source.removed.items() if c.source else ())
+                    if (ptype, subtype) == (DATA_TYPE, NVS_KEYS_SUBTYPE)), None)
+        if cut is not None:
+            name, where = cut
+            yield _diag("error", "nvs-keys-partition-missing",
+                        f"NVS encryption with the flash-encryption scheme needs an nvs_keys "
+                        f"partition, and this product removes {name} ({firmware}); keep it: "
+                        f"drop `{name}: null` from the product's partitions", where)
+            return
+        if c.source is None:
+            fix = ("select a built-in table with encrypted NVS (CONFIG_PARTITION_TABLE_SINGLE_APP_"
+                   "ENCRYPTED_NVS or CONFIG_PARTITION_TABLE_TWO_OTA_ENCRYPTED_NVS), or a custom "
+                   "table with `nvs_key, data, nvs_keys, , 0x1000, encrypted`")
+        else:
+            fix = c.write("add `- {name: nvs_key, type: data, subtype: nvs_keys, size: 4K, "
+                          "flags: [encrypted]}` to its partitions list",
+                          "add the row `nvs_key, data, nvs_keys, , 0x1000, encrypted`")
         yield _diag("error", "nvs-keys-partition-missing",
                     f"NVS encryption with the flash-encryption scheme needs an nvs_keys partition, and "
-                    f"{src} has none; add `nvs_key, data, nvs_keys, , 0x1000, encrypted`, or select a "
-                    "built-in table with encrypted NVS (CONFIG_PARTITION_TABLE_SINGLE_APP_ENCRYPTED_NVS or "
-                    "CONFIG_PARTITION_TABLE_TWO_OTA_ENCRYPTED_NVS)")
+                    f"{src} has none ({firmware}); {fix}", (c.source.file, None) if c.source else None)
         return
     part = keys[0]
     if len(keys) > 1:
         yield _diag("info", "nvs-keys-multiple",
-                    f"{src} has {len(keys)} nvs_keys partitions; nvs_sec_provider uses the first, {part.name}")
+                    f"{src} has {len(keys)} nvs_keys partitions; nvs_sec_provider uses the first, {part.name}",
+                    c.row(part.name))
     if not part.encrypted:
+        # nvs_flash_read_security_cfg() (v5.5, v6.0, v6.1): keys whose CRC does not match
+        # are ESP_ERR_NVS_CORRUPT_KEY_PART.
         yield _diag("error", "nvs-keys-not-encrypted",
-                    f"nvs_keys partition {part.name} lacks the encrypted flag, so the bootloader never encrypts "
-                    f"it and host-written keys read back as garbage; add `encrypted` to its flags in {src}")
+                    f"nvs_keys partition {part.name} lacks the encrypted flag, so the device reads the "
+                    "keys flashed through flash encryption without decrypting them, and "
+                    "nvs_flash_init() fails with ESP_ERR_NVS_CORRUPT_KEY_PART; "
+                    + c.write("add `flags: [encrypted]` to its entry",
+                              "write `encrypted` in its Flags column")
+                    + f" in {_name(c, part.name)}", c.row(part.name))
     if part.size < _KEYS_MIN_SIZE:
         yield _diag("error", "nvs-keys-too-small",
                     f"nvs_keys partition {part.name} is {part.size:#x} bytes; it must be at least one 4 KB "
-                    f"sector (0x1000); make it 0x1000 in {src}")
+                    "sector (0x1000); " + c.write("write `size: 4K` in its entry",
+                                                  "make its Size 0x1000")
+                    + f" in {_name(c, part.name)}", c.row(part.name))
     if plan.flash_encryption_mode == "release" and c.intent.host_keys and not c.intent.nvs_keys_pre_encrypted:
         yield _diag("warning", "release-plaintext-nvs-keys",
                     "release-mode flash encryption with host-generated nvs_keys flashed in plain text: that "
@@ -272,29 +328,36 @@ def _nvs_flags(c: _Ctx) -> Iterator[Diagnostic]:
     if table is None:
         return
     compat = bool(plan.symbols.get("NVS_COMPATIBLE_PRE_V4_3_ENCRYPTION_FLAG"))
-    src = plan.partition_table.get("file")
+    src = c.table_file
     for part in table.of_type(DATA_TYPE, NVS_SUBTYPE):
         if not part.encrypted:
             continue
+        remove = (c.write("remove `encrypted` from its flags", "remove `encrypted` from its Flags column")
+                  + f" in {_name(c, part.name)}")
         if plan.flash_encryption and not compat:
             yield _diag("error", "nvs-partition-encrypted-flag",
                         f"NVS partition {part.name} has the encrypted flag: with flash encryption on, "
                         "nvs_flash_init() fails with ESP_ERR_NVS_WRONG_ENCRYPTION (NVS encrypts itself); "
-                        f"remove `encrypted` from it in {src}, or set "
-                        "CONFIG_NVS_COMPATIBLE_PRE_V4_3_ENCRYPTION_FLAG=y for devices made before ESP-IDF v4.3")
+                        f"{remove}, or set "
+                        "CONFIG_NVS_COMPATIBLE_PRE_V4_3_ENCRYPTION_FLAG=y for devices made before ESP-IDF v4.3",
+                        c.row(part.name))
         elif plan.flash_encryption:
             yield _diag("info", "nvs-partition-encrypted-flag",
                         f"NVS partition {part.name} has the encrypted flag; "
-                        "CONFIG_NVS_COMPATIBLE_PRE_V4_3_ENCRYPTION_FLAG makes ESP-IDF ignore it")
+                        "CONFIG_NVS_COMPATIBLE_PRE_V4_3_ENCRYPTION_FLAG makes ESP-IDF ignore it",
+                        c.row(part.name))
         else:
             yield _diag("warning", "nvs-partition-encrypted-flag",
                         f"NVS partition {part.name} has the encrypted flag: ignored while flash encryption is "
                         "off, but nvs_flash_init() fails with ESP_ERR_NVS_WRONG_ENCRYPTION once it is on; "
-                        f"remove `encrypted` from it in {src}")
+                        f"{remove}", c.row(part.name))
     if plan.nvs_encryption and table.find(_DEFAULT_PART) is None:
+        add = c.write("`- {name: nvs, type: data, subtype: nvs, size: 24K}`",
+                      "the row `nvs, data, nvs, , 0x6000,`")
         yield _diag("warning", "default-nvs-partition-missing",
-                    f"{src} has no partition named nvs, which nvs_flash_init() opens (encrypted); add one, or "
-                    "make the application open yours with nvs_flash_secure_init_partition()")
+                    f"{src} has no partition named nvs, which nvs_flash_init() opens (encrypted); add "
+                    f"{add}, or make the application open yours with nvs_flash_secure_init_partition()",
+                    (c.source.file, None) if c.source else None)
 
 
 # --- the project's intent ------------------------------------------------------------
@@ -310,7 +373,7 @@ def _intent(c: _Ctx) -> Iterator[Diagnostic]:
                 have = ", ".join(sorted(known)) or "none"
                 yield _diag("error", "intent-partition-unknown",
                             f"the project file names NVS partition {name!r}, which the partition table "
-                            f"{plan.partition_table.get('file')} does not have (NVS partitions: {have}); "
+                            f"{c.table_file} does not have (NVS partitions: {have}); "
                             "fix the name or add the partition")
     for part in plan.nvs_partitions:
         if part.values_file is None:
@@ -322,6 +385,12 @@ def _intent(c: _Ctx) -> Iterator[Diagnostic]:
                         f"NVS partition {part.name} is written in plain text: nvs_flash_init() encrypts only "
                         "nvs; if the application opens it with nvs_flash_secure_init_partition(), list it "
                         "as a secure partition in the project file")
+
+
+def _name(c: _Ctx, partition: str) -> str:
+    """The file name of partition ``partition``'s entry, as a fix's "in ..." names it."""
+    file = c.row(partition)[0] or c.table_file or "the partition table"
+    return file.rsplit("/", 1)[-1]
 
 
 def _values_message(c: _Ctx, name: str, values: str) -> str:
@@ -346,7 +415,8 @@ def _values_message(c: _Ctx, name: str, values: str) -> str:
 
 
 def check_plan(plan: SecurityPlan, config: ResolvedConfig, chip: Chip,
-               intent: PlanIntent) -> tuple[Diagnostic, ...]:
-    """Every diagnostic for ``plan``, in check order."""
-    ctx = _Ctx(plan, config, chip, intent)
+               intent: PlanIntent, source: TableSource | None = None) -> tuple[Diagnostic, ...]:
+    """Every diagnostic for ``plan``, in check order; ``source`` is the file the user
+    edits for the table, which diagnostics about partitions name and quote."""
+    ctx = _Ctx(plan, config, chip, intent, source)
     return tuple(d for check in _CHECKS for d in check(ctx))

@@ -14,7 +14,7 @@ from typing import Any
 from ..formats.partition_table import PartitionTable
 from ..words import FlashEncryptionMode, KeyProtection, KeyProvider, Severity
 
-__all__ = ["SEVERITIES", "Diagnostic", "PlanIntent", "NvsPartitionPlan",
+__all__ = ["SEVERITIES", "Diagnostic", "PlanIntent", "TableSource", "NvsPartitionPlan",
            "SecurityPlan"]
 
 #: Diagnostic severities, most severe first.
@@ -35,6 +35,15 @@ class Diagnostic:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", Severity(self.severity))
+
+    @property
+    def located(self) -> str:
+        """``file:line: message`` (``file: message``, or the message alone when the
+        location is unknown), as error lines show it."""
+        if not self.file:
+            return self.message
+        return f"{self.file}:{self.line}: {self.message}" if self.line else \
+            f"{self.file}: {self.message}"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"severity": self.severity, "code": self.code, "message": self.message}
@@ -66,6 +75,31 @@ class PlanIntent:
     generated_table: PartitionTable | None = None
     secure_partitions: frozenset[str] = frozenset()
     nvs_keys_pre_encrypted: bool = False
+    #: Where the user writes the generated table (partitions.yaml), for diagnostics.
+    table_source: "TableSource | None" = None
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """The file a user edits to change the partition table, so that diagnostics name it
+    (never a generated CSV) and say what to write there in its own syntax.
+
+    ``file``: its path as messages show it; ``yaml``: partitions.yaml (else an ESP-IDF
+    partitions CSV); ``rows``: partition name -> (file, line) of the entry that made the
+    partition (a product's change names its line in nvs_secure.yaml); ``removed``:
+    (name, type, subtype) of each partition a product removes -> (file, line) of the
+    line that removes it.
+    """
+
+    file: str
+    yaml: bool = False
+    rows: Mapping[str, tuple[str | None, int | None]] = field(default_factory=dict)
+    removed: Mapping[tuple[str, int, int], tuple[str | None, int | None]] = \
+        field(default_factory=dict)
+
+    def at(self, name: str) -> tuple[str | None, int | None]:
+        """(file, line) of partition ``name``'s entry; the file alone when unknown."""
+        return self.rows.get(name, (self.file, None))
 
 
 @dataclass(frozen=True)
@@ -119,6 +153,12 @@ class SecurityPlan:
     notes: tuple[str, ...]
     symbols: Mapping[str, Any]
     config: Mapping[str, Any]
+    #: The firmware's ESP-IDF (``"v6.0.2"``) and where that came from; None: unknown.
+    idf_version: str | None = None
+    idf_version_source: str | None = None
+    #: False when NVS encryption is on but the build has no nvs_sec_provider (no
+    #: CONFIG_NVS_SEC_* in an ESP-IDF-written sdkconfig, v5.2 to v5.5): no scheme.
+    nvs_sec_provider: bool = True
 
     @property
     def errors(self) -> tuple[Diagnostic, ...]:
@@ -138,7 +178,10 @@ class SecurityPlan:
         """The plan as JSON-ready data (deterministic; offsets are integers)."""
         return {
             "target": self.target,
+            "idf_version": self.idf_version,
+            "idf_version_source": self.idf_version_source,
             "nvs_encryption": self.nvs_encryption,
+            "nvs_sec_provider": self.nvs_sec_provider,
             "scheme": self.scheme,
             "hmac_efuse_key_id": self.hmac_efuse_key_id,
             "flash_encryption": self.flash_encryption,

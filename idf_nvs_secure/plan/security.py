@@ -42,16 +42,19 @@ from ..formats.partition_table import (
     PartitionTable,
     parse_flash_size,
 )
-from ..fsutil import read_input_text
-from ..inputs.partition_csv import parse_partition_csv
+from ..fsutil import display_path, read_input_text
+from ..inputs.partition_csv import parse_partition_csv_specs, place_partitions
 from ..words import FlashEncryptionMode, KeyProtection, KeyProvider
+from ..config.idf_versions import parse_idf_version
 from .checks import check_plan
+from .firmware import firmware_diagnostics, nvs_sec_provider_missing, with_idf_version
 from .model import (
     SEVERITIES,
     Diagnostic,
     NvsPartitionPlan,
     PlanIntent,
     SecurityPlan,
+    TableSource,
 )
 
 __all__ = [
@@ -83,6 +86,7 @@ class _TableInfo:
     table: PartitionTable | None
     diagnostics: tuple[Diagnostic, ...] = ()
     notes: tuple[str, ...] = ()
+    source: TableSource | None = None
 
 
 def _builtin_csv_text(name: str) -> str | None:
@@ -91,15 +95,20 @@ def _builtin_csv_text(name: str) -> str | None:
 
 
 def _parse_table(text: str, filename: str, offset: int, flash_bytes: int | None,
-                 env: Mapping[str, str]) -> tuple[PartitionTable | None, tuple[Diagnostic, ...]]:
+                 env: Mapping[str, str], *, shown: str | None = None
+                 ) -> tuple[PartitionTable | None, tuple[Diagnostic, ...], TableSource | None]:
+    """The placed table of a partitions CSV, or the diagnostic why not; and, with
+    ``shown`` (the user's own CSV as messages name it), its rows as a TableSource."""
     try:
-        return parse_partition_csv(text, filename=filename, table_offset=offset,
-                                   flash_size=flash_bytes, variables=env), ()
+        specs = parse_partition_csv_specs(text, filename=filename, variables=env)
+        source = None if shown is None else TableSource(
+            shown, rows={s.name: (shown, s.line) for s in specs})
+        return place_partitions(specs, table_offset=offset, flash_size=flash_bytes), (), source
     except NvsSecureError as exc:
         fix = f"; {exc.hint}" if exc.hint else ""
         return None, (Diagnostic("error", "partition-table-invalid",
                                  f"not a usable partition table: {exc.message}{fix}",
-                                 exc.file or filename, exc.line),)
+                                 exc.file or filename, exc.line),), None
 
 
 def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
@@ -135,7 +144,7 @@ def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
                 f"(PARTITION_TABLE_FILENAME={name!r}); choose another built-in table or a "
                 "custom CSV (CONFIG_PARTITION_TABLE_CUSTOM=y)"))
             return _TableInfo(None, offset, None, tuple(diags))
-        table, bad = _parse_table(text, f"{BUILTIN_PREFIX}{name}", offset, flash_bytes, env)
+        table, bad, _ = _parse_table(text, f"{BUILTIN_PREFIX}{name}", offset, flash_bytes, env)
         return _TableInfo(f"{BUILTIN_PREFIX}{name}", offset, table, tuple(diags) + bad)
 
     name = v.get("PARTITION_TABLE_CUSTOM_FILENAME") or "partitions.csv"
@@ -150,7 +159,8 @@ def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
             f"{intent.generated_csv} from partitions.yaml; set "
             f'CONFIG_PARTITION_TABLE_CUSTOM_FILENAME="{intent.generated_csv}"', *loc))
     if is_generated and intent.generated_table is not None:
-        return _TableInfo(name, offset, intent.generated_table, tuple(diags))
+        return _TableInfo(name, offset, intent.generated_table, tuple(diags),
+                          source=intent.table_source)
     if not path.is_file():
         if is_generated:
             return _TableInfo(name, offset, None, tuple(diags),
@@ -162,8 +172,11 @@ def _read_table(config: ResolvedConfig, project_dir: Path, intent: PlanIntent,
             f"not exist (looked in {path}); create it, or fix the name (it is relative to the "
             "project directory)", *loc))
         return _TableInfo(name, offset, None, tuple(diags))
-    table, bad = _parse_table(read_input_text(path), name, offset, flash_bytes, env)
-    return _TableInfo(name, offset, table, tuple(diags) + bad)
+    table, bad, source = _parse_table(read_input_text(path), name, offset, flash_bytes, env,
+                                      shown=display_path(path))
+    if is_generated:  # a stale generated CSV: the user edits partitions.yaml
+        source = intent.table_source
+    return _TableInfo(name, offset, table, tuple(diags) + bad, source=source)
 
 
 # --- building the plan ---------------------------------------------------------------
@@ -214,7 +227,10 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
     if flash_encryption:
         mode = (FlashEncryptionMode.RELEASE if v.get("SECURE_FLASH_ENCRYPTION_MODE_RELEASE")
                 else FlashEncryptionMode.DEVELOPMENT)
-    scheme = None if chip.host else _scheme(v)
+    version = parse_idf_version(config.idf_version) if config.idf_version else None
+    provider = not nvs_sec_provider_missing(config, version)
+    # Without nvs_sec_provider no scheme is registered: nvs_flash_init() has no keys.
+    scheme = None if chip.host else (_scheme(v) if provider else KeyProtection.NONE)
     nvs_encryption = scheme is not None
     key_id = v.get("NVS_SEC_HMAC_EFUSE_KEY_ID") if scheme == "hmac" else None
 
@@ -252,8 +268,11 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
         symbols=MappingProxyType(dict(v)),
         config=MappingProxyType({"kind": config.kind, "files": tuple(config.loaded),
                                  "model": config.model, "target_source": config.target_source}),
+        idf_version=config.idf_version, idf_version_source=config.idf_version_source,
+        nvs_sec_provider=provider,
     )
-    diagnostics = info.diagnostics + check_plan(plan, config, chip, intent)
+    diagnostics = (info.diagnostics + check_plan(plan, config, chip, intent, info.source)
+                   + tuple(firmware_diagnostics(plan, config)))
     order = {sev: i for i, sev in enumerate(SEVERITIES)}
     diagnostics = tuple(sorted(diagnostics, key=lambda d: order[d.severity]))
     return replace(plan, diagnostics=diagnostics)
@@ -261,7 +280,7 @@ def plan_from_config(config: ResolvedConfig, project_dir: Path, *,
 
 def detect_plan(project_dir: Path, *, sdkconfig: Path | None = None,
                 env: Mapping[str, str] | None = None, intent: PlanIntent | None = None,
-                build_dir: Path | None = None) -> SecurityPlan:
+                build_dir: Path | None = None, idf_version: str | None = None) -> SecurityPlan:
     """Read ``project_dir``'s configuration and partition table into a plan.
 
     ``sdkconfig`` overrides which file is read; ``env`` (default ``os.environ``) supplies
@@ -272,5 +291,8 @@ def detect_plan(project_dir: Path, *, sdkconfig: Path | None = None,
     itself are diagnostics in the plan.
     """
     env = os.environ if env is None else env
-    config = read_config(Path(project_dir), sdkconfig=sdkconfig, env=env, build_dir=build_dir)
+    given = str(parse_idf_version(idf_version)) if idf_version is not None else None
+    config = read_config(Path(project_dir), sdkconfig=sdkconfig, env=env, build_dir=build_dir,
+                         idf_version=given)
+    config = with_idf_version(config, idf_version, source="--idf-version")
     return plan_from_config(config, Path(project_dir), intent=intent, env=env)

@@ -406,6 +406,8 @@ def make_release(resolved: ResolvedProject, plan: SecurityPlan, *,
                            reproducible),
         "flash_settings": dataclasses.asdict(settings),
         "files": [f.to_json() for f in files],
+        # The build's firmware in the bundle; [] for an images-only bundle (no build).
+        "firmware": [f.name for f in files if f.kind == "firmware"],
         "inputs": _inputs_json(resolved, plan, keys, outputs),
         "notes": notes,
     }

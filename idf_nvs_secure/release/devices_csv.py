@@ -122,6 +122,15 @@ class DeviceTable:
         tests; a batch reads chunk by chunk)."""
         return tuple(r for c in self.chunks for r in self.read(c))
 
+    @property
+    def supplied(self) -> dict[str, set[tuple[str, str]]]:
+        """Per NVS partition, the (namespace, key) pairs every device gives (a column: an
+        empty cell is an error), so the product's own value of them is never used."""
+        out: dict[str, set[tuple[str, str]]] = {}
+        for col in self.columns:
+            out.setdefault(col.partition, set()).add((col.namespace, col.key))
+        return out
+
 
 def _id_index(columns: Sequence[Column]) -> int:
     """The device_id column's position: the one index no per-device column has."""

@@ -115,6 +115,7 @@ def _kind(ptype: int, subtype: int) -> str:
 
 def layout_flash_map(table: PartitionTable, *, flash_size: int | None = None,
                      nvs_encrypted: Mapping[str, str] | frozenset[str] = frozenset(),
+                     flash_encryption: bool = False,
                      title: str = "Flash map", scale_height: float = 900,
                      min_height: float = 26) -> FlashMap:
     """Lay out ``table`` in a flash of ``flash_size`` bytes (default: up to the end of
@@ -122,22 +123,27 @@ def layout_flash_map(table: PartitionTable, *, flash_size: int | None = None,
 
     ``nvs_encrypted`` names the partitions NVS encryption protects (a set, or a mapping
     name -> marker text); partitions with the ``encrypted`` flag are marked
-    ``flash-encrypted``.  ``scale_height`` is the pixel height the whole flash would
+    ``flash-encrypted``, and with ``flash_encryption`` (on in sdkconfig) so is everything
+    the bootloader stores encrypted: the bootloader, the table and the app partitions
+    (:func:`~..build.flash_encrypt.stored_encrypted`).  ``scale_height`` is the pixel height the whole flash would
     take at a linear scale; ``min_height`` the smallest box height in pixels.
     """
     end = max(table.end, table.offset + PARTITION_TABLE_SIZE)
     total = max(flash_size or 0, end)
+    from ..build.flash_encrypt import stored_encrypted
+
+    fe_mark = "flash-encrypted" if flash_encryption else None
     regions: list[tuple[str, str, str, int, int, str | None]] = [
         ("bootloader", "bootloader", "second-stage bootloader (and reserved)", 0, table.offset,
-         None),
+         fe_mark),
         ("table", "partition table", "partition table sector", table.offset,
-         PARTITION_TABLE_SIZE, None),
+         PARTITION_TABLE_SIZE, fe_mark),
     ]
     if not isinstance(nvs_encrypted, Mapping):
         nvs_encrypted = {name: "NVS-encrypted" for name in nvs_encrypted}
     for part in sorted(table.partitions, key=lambda p: (p.offset, p.name)):
         marks = []
-        if part.encrypted:
+        if part.encrypted or (flash_encryption and stored_encrypted(part.offset, table)):
             marks.append("flash-encrypted")
         if part.name in nvs_encrypted:
             marks.append(nvs_encrypted[part.name])

@@ -22,7 +22,8 @@ from ..formats.nvs_image import build_nvs_image, usable_pages
 from ..formats.nvs_layout import ENTRIES_PER_PAGE, PAGE_SIZE
 from ..formats.nvs_reader import parse_nvs_image
 from ..formats.partition_table import PartitionTable, format_size
-from .flashmap import layout_flash_map, render_flash_map_svg, template_environment
+from ..inputs.project import unset_text
+from .flashmap import FlashMap, layout_flash_map, render_flash_map_svg, template_environment
 from .inspect import format_value
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -101,6 +102,8 @@ class Report:
     show_secrets: bool
     version: str = __version__
     artifacts: tuple[Any, ...] = field(default_factory=tuple)
+    #: Paths of the artifacts written through flash encryption (badged on the page).
+    flash_encrypted: frozenset[str] = frozenset()
 
 
 def _yes_no(value: bool) -> str:
@@ -133,7 +136,9 @@ def _rows(values: "NvsValues", show_secrets: bool) -> tuple[ValueRow, ...]:
         for key, entry in entries.items():
             secret = (namespace, key) in values.secrets
             masked = secret and not show_secrets
-            shown = MASK if masked else format_value(entry.type, entry.value, limit=64)
+            unset = values.unset_variable(namespace, key)
+            shown = (unset_text(unset) if unset is not None else MASK if masked
+                     else format_value(entry.type, entry.value, limit=64))
             rows.append(ValueRow(namespace, key, entry.type, shown, secret, masked))
     return tuple(rows)
 
@@ -163,8 +168,26 @@ def _partition_report(name: str, resolved: "ResolvedProject", plan: "SecurityPla
     return NvsPartitionReport(
         name=name, offset=part.offset, size=part.size,
         encrypted=bool(planned and planned.encrypted),
-        key_source=planned.key_source if planned else None,
+        key_source=planned.key_source.description if planned and planned.key_source else None,
         format_version=version, rows=_rows(values, show_secrets), fill=fill, error=error)
+
+
+def layout_project_flash_map(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
+                             table: PartitionTable | None = None,
+                             flash_size: int | None = None,
+                             title: str = "Flash map") -> FlashMap:
+    """The flash map of a project's ``table`` (default: its own) with what ``plan`` says is
+    encrypted: NVS partitions under NVS encryption, and with flash encryption on,
+    everything the bootloader stores encrypted.  The report and ``partitions show`` of a
+    project both draw this map."""
+    table = table if table is not None else resolved.table
+    nvs = {name: "NVS-encrypted" for name in resolved.values
+           if plan is not None and table.find(name) is not None
+           and (planned := plan.nvs_partition(name)) is not None and planned.encrypted}
+    return layout_flash_map(table, flash_size=flash_size or resolved.flash_size,
+                            nvs_encrypted=nvs,
+                            flash_encryption=bool(plan and plan.flash_encryption),
+                            title=title)
 
 
 def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
@@ -174,19 +197,23 @@ def build_report(resolved: "ResolvedProject", plan: "SecurityPlan | None", *,
     table: PartitionTable = resolved.table
     partitions = tuple(_partition_report(name, resolved, plan, show_secrets)
                        for name in resolved.values if table.find(name) is not None)
-    encrypted = {p.name: "NVS-encrypted" for p in partitions if p.encrypted}
-    flash_size = resolved.flash_size
-    flash_map = layout_flash_map(table, flash_size=flash_size, nvs_encrypted=encrypted,
-                                 title="Flash map")
+    flash_map = layout_project_flash_map(resolved, plan, title="Flash map")
     name = title or f"NVS security report: {resolved.project.root.name}"
+    artifacts = plan_outputs(plan, resolved).outputs if plan is not None else ()
+    from ..build.flash_encrypt import stored_encrypted
+
+    through_fe = frozenset(
+        a.path for a in artifacts if a.flash_encrypted or (
+            plan is not None and plan.flash_encryption and a.offset is not None
+            and stored_encrypted(a.offset, table)))
     return Report(
         title=name, product=resolved.product,
         settings=_settings(plan) if plan is not None else (),
         diagnostics=tuple(plan.diagnostics) if plan is not None else (),
-        notes=tuple(plan.notes) if plan is not None else (),
+        notes=(tuple(plan.notes) if plan is not None else ()) + resolved.unset_notes,
         flash_map_svg=render_flash_map_svg(flash_map, standalone=False),
         partitions=partitions, show_secrets=show_secrets,
-        artifacts=plan_outputs(plan, resolved).outputs if plan is not None else ())
+        artifacts=artifacts, flash_encrypted=through_fe)
 
 
 def render_report_html(report: Report) -> str:

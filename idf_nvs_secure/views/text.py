@@ -20,6 +20,9 @@ def format_plan(plan: SecurityPlan, outputs: OutputPlan | None = None) -> str:
     lines = [
         f"target:            {plan.target} (from {cfg.get('target_source')})",
         f"configuration:     {cfg.get('kind')} [{files}]; Kconfig model: {cfg.get('model')}",
+        f"ESP-IDF:           {plan.idf_version} (from {plan.idf_version_source})"
+        if plan.idf_version else "ESP-IDF:           unknown (set IDF_PATH, or give --idf-version "
+                                 "or idf_version: in nvs_secure.yaml)",
     ]
     if plan.flash_encryption:
         lines.append(f"flash encryption:  on, {plan.flash_encryption_mode} mode ({plan.flash_encryption_key})")
@@ -50,7 +53,7 @@ def format_plan(plan: SecurityPlan, outputs: OutputPlan | None = None) -> str:
     for out in files:
         where = f" -> {out.partition} @ {_hex(out.offset)}" if out.partition else (
             f" @ {_hex(out.offset)}" if out.offset is not None else "")
-        lines.append(f"  {out.path}: {out.kind}{where}")
+        lines.append(f"  {out.path}: {out.kind.label}{where}")
         lines.append(f"      {out.description}"
                      + ("; written through flash encryption" if out.flash_encrypted else ""))
     for action in outputs.actions:

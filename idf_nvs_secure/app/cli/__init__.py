@@ -4,7 +4,8 @@ Nothing in this package is API; scripts call :mod:`idf_nvs_secure` instead.  Err
 mapped to output and exit status in one place, :class:`ErrorMappingGroup`:
 
 * :class:`~idf_nvs_secure.errors.NvsSecureError` (user error): ``error: ...`` on stderr,
-  plus ``hint: ...`` when there is one; exit 2, no traceback.
+  plus ``hint: ...`` when there is one; exit 2, no traceback.  Several independent
+  errors of one input (:class:`~idf_nvs_secure.errors.InputErrors`): one such line each.
 * a failed check: the command exits 1 itself (``ctx.exit(1)``).
 * a bug: one ``error: internal error: ...`` line, exit 3; ``--debug`` shows the traceback.
 * a usage error (click's): ``error: ...`` and a ``hint:`` naming ``--help``; exit 2.
@@ -19,7 +20,7 @@ import traceback
 import click
 
 from ..._version import __version__
-from ...errors import NvsSecureError
+from ...errors import InputErrors, NvsSecureError
 
 __all__ = ["cli", "main"]
 
@@ -28,6 +29,7 @@ __all__ = ["cli", "main"]
 COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "detect": (("detect",), "detect", "Show a project's NVS security plan and the files it makes."),
     "build": (("project",), "build_cmd", "Build a product's partition table, NVS images and keys."),
+    "init": (("init",), "init_cmd", "Start a project file from a project's partitions CSV."),
     "config": (("project",), "config_group", "Show the project file, resolved for a product."),
     "partitions": (("partitions",), "partitions_group",
                    "Build, show and convert partition tables."),
@@ -35,7 +37,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
             "Build, convert, dump, check and compare NVS images."),
     "keys": (("keys",), "keys_group", "Generate and show NVS keys (by fingerprint only)."),
     "report": (("inspect",), "report_cmd",
-               "Write an HTML report: plan, flash map and values (secrets masked)."),
+               "Write an HTML report of the plan, flash map and values."),
     "release": (("release",), "release_cmd", "Write a reproducible release bundle of a product."),
     "batch": (("release",), "batch_cmd", "Build per-device NVS images and keys for manufacturing."),
     # Run by ESP-IDF's CMake build, not by users: hidden from --help.
@@ -95,9 +97,10 @@ class ErrorMappingGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NvsSecureError as exc:
-            click.echo(f"error: {exc}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+            for error in exc.errors if isinstance(exc, InputErrors) else (exc,):
+                click.echo(f"error: {NvsSecureError.__str__(error)}", err=True)
+                if error.hint:
+                    click.echo(f"hint: {error.hint}", err=True)
             ctx.exit(2)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -112,7 +115,7 @@ class ErrorMappingGroup(click.Group):
             ctx.exit(3)
 
 
-@click.group("idf-nvs-secure", cls=ErrorMappingGroup,
+@click.group("idf-nvs-secure", cls=ErrorMappingGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="idf-nvs-secure")
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
@@ -121,6 +124,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Declarative, reproducible NVS encryption for ESP-IDF projects."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if ctx.invoked_subcommand is None:  # bare command: its help, as git and idf.py do
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,13 +21,14 @@ Thin shims: :func:`~...plan.project_plan.plan_project`,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from ...build.artifacts import build_outputs
 from ...build.integration import BuildIntegration, plan_build_integration
 from ...errors import InputError, NvsSecureError
 from ...fsutil import write_atomic
@@ -35,7 +36,6 @@ from ...inputs.partition_csv import format_partition_csv
 from ...inputs.project import PROJECT_FILE, Project, load_project, resolve_project
 from ...plan.project_plan import plan_project
 from ..stamp import write_stamp_spec
-from .outputs import write_build
 
 __all__ = ["commands", "cmake_file_text", "write_if_changed", "GENERATED_CSV_HEADER"]
 
@@ -159,6 +159,17 @@ def _failed(project_dir: Path, product: str | None, exc: NvsSecureError,
                             errors=(message,))
 
 
+def _input_digests(files) -> dict[str, str]:
+    """SHA-256 of each existing file, by resolved path (for the manifest's check)."""
+    out: dict[str, str] = {}
+    for file in files:
+        try:
+            out[str(Path(file).resolve())] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+        except OSError:
+            pass
+    return out
+
+
 def _write_csv(project: Project, table) -> bool:
     """Write the partition CSV generated from partitions.yaml when its text changes."""
     if project.partitions_file.suffix.lower() not in (".yaml", ".yml"):
@@ -229,6 +240,8 @@ def cmake_configure_cmd(project_dir: Path, product: str | None, sdkconfig: Path 
                                            sdkconfig=sdkconfig.resolve() if sdkconfig else None)
         except NvsSecureError as exc:
             integ = _failed(project_dir, product, exc, project)
+        integ = replace(integ, input_digests=_input_digests(
+            (*integ.configure_depends, *((sdkconfig,) if sdkconfig else ()))))
     write_stamp_spec(stamp_spec, stamp, integ.env)
     text = cmake_file_text(integ, sdkconfig=sdkconfig.resolve() if sdkconfig else None,
                            out_dir=images, keystore=keystore, manifest=manifest, stamp=stamp,
@@ -268,7 +281,7 @@ def cmake_build_cmd(project_dir: Path, product: str | None, sdkconfig: Path | No
                            build_dir=build_dir)
     if not planned.security.ok:
         for diag in planned.security.errors:
-            click.echo(f"error: [{diag.code}] {diag.message}", err=True)
+            click.echo(f"error: [{diag.code}] {diag.located}", err=True)
         raise click.exceptions.Exit(1)
     made = [o.path for o in planned.outputs.device_outputs]
     if sorted(made) != sorted(images):
@@ -276,6 +289,10 @@ def cmake_build_cmd(project_dir: Path, product: str | None, sdkconfig: Path | No
             f"the project now makes {', '.join(sorted(made)) or 'no images'}, "
             f"but the build was configured for {', '.join(sorted(images)) or 'none'}",
             hint="run `idf.py reconfigure` (or build again: the configure step re-runs)")
+    # Only this step builds: the configure step (every reconfigure) does not load it.
+    from ...build.artifacts import build_outputs
+    from .outputs import write_build
+
     build = build_outputs(planned, keystore=keystore,
                           kinds=tuple({o.kind for o in planned.outputs.device_outputs}))
     write_build(out_dir, build)

@@ -17,6 +17,7 @@ from ...views.text import format_plan
 from ...plan.project_plan import plan_project
 from ...inputs.project import PROJECT_FILE, load_project
 from ...plan.security import detect_plan
+from .params import IDF_VERSION
 
 __all__ = ["commands", "detect", "format_plan"]
 
@@ -29,9 +30,10 @@ __all__ = ["commands", "detect", "format_plan"]
               help="Read this sdkconfig (or sdkconfig.json) instead of finding one.")
 @click.option("--product", help="With nvs_secure.yaml: the product to plan for.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@IDF_VERSION
 @click.pass_context
 def detect(ctx: click.Context, project_dir: Path, sdkconfig: Path | None, product: str | None,
-           as_json: bool) -> None:
+           as_json: bool, idf_version: str | None) -> None:
     """Read PROJECT_DIR's sdkconfig into an NVS security plan and check it.
 
     When PROJECT_DIR has an nvs_secure.yaml, the plan also knows what it says: the
@@ -40,10 +42,12 @@ def detect(ctx: click.Context, project_dir: Path, sdkconfig: Path | None, produc
     """
     if (project_dir / PROJECT_FILE).is_file():
         planned = plan_project(load_project(project_dir), product, sdkconfig=sdkconfig,
-                               defer_unset=True)
+                               defer_unset=True, idf_version=idf_version)
         plan, outputs = planned.security, planned.outputs
+        for note in planned.resolved.unset_notes:
+            click.echo(f"note: {note}", err=True)
     else:
-        plan = detect_plan(project_dir, sdkconfig=sdkconfig)
+        plan = detect_plan(project_dir, sdkconfig=sdkconfig, idf_version=idf_version)
         outputs = plan_outputs(plan, None)
     if as_json:
         click.echo(json.dumps({**plan.to_json(), "outputs": outputs.to_json()}, indent=2))

@@ -24,7 +24,6 @@ from ...views.inspect import (
     locate_in_flash,
 )
 from .nvs import _listing as listing
-from .nvs import _size as parse_number
 from .nvs import nvs_group  # the group is owned by cli/nvs.py
 from .params import AnyInt, load_keys
 
@@ -34,8 +33,8 @@ def flash_options(command):
     for option in reversed([
         click.option("--flash", "flash", type=click.Path(path_type=Path),
                      help="Read the NVS partition out of a whole flash dump instead of IMAGE."),
-        click.option("--table-offset", type=AnyInt(), default=DEFAULT_TABLE_OFFSET,
-                     show_default="0x8000", help="Flash offset of the partition table in the dump."),
+        click.option("--table-offset", type=AnyInt(), default=f"0x{DEFAULT_TABLE_OFFSET:x}",
+                     show_default=True, help="Flash offset of the partition table in the dump."),
         click.option("--partition", "partition_name",
                      help="NVS partition to read from the dump (default: nvs, or the only one)."),
     ]):
@@ -73,14 +72,19 @@ def read_nvs_input(image: Path | None, keys_path: Path | None, flash: Path | Non
     return label, found.data, keys
 
 
-@click.command("check")
+@click.command("check", short_help="Check an NVS image for damage; exit 1 if any.")
 @click.argument("image", required=False, type=click.Path(path_type=Path))
 @click.option("--keys", "keys_path", type=click.Path(path_type=Path),
               help="nvs_keys partition image to decrypt an encrypted IMAGE.")
 @flash_options
+@click.option("--json", "as_json", is_flag=True,
+              help='Print JSON: {"image": str, "ok": bool, "encrypted": bool, '
+                   '"wrong_key": bool, "entries": int, "namespaces": int, "pages": int, '
+                   '"problems": [{"code": str, "message": str, "page": int|null, '
+                   '"entry": int|null}]}; the exit status is as without --json.')
 @click.pass_context
 def check_cmd(ctx: click.Context, image: Path | None, keys_path: Path | None, flash: Path | None,
-              table_offset: int, partition_name: str | None) -> None:
+              table_offset: int, partition_name: str | None, as_json: bool = False) -> None:
     """Check an NVS image: page headers, entry CRCs, bitmap, blobs, duplicate keys.
 
     Prints each problem with its page and entry number; exits 0 when the image is
@@ -91,6 +95,17 @@ def check_cmd(ctx: click.Context, image: Path | None, keys_path: Path | None, fl
         result = check_nvs_image(data, keys=keys)
     except NvsSecureError as exc:
         raise exc.located(file=label) from None
+    if as_json:
+        img = result.image
+        click.echo(json.dumps({
+            "image": label, "ok": result.ok, "encrypted": bool(img.encrypted),
+            "wrong_key": bool(result.wrong_key), "entries": len(img.entries),
+            "namespaces": len(img.namespaces), "pages": len(img.pages),
+            "problems": [{"code": p.code, "message": p.message, "page": p.page,
+                          "entry": p.entry} for p in result.problems]}, indent=2))
+        if not result.ok:
+            ctx.exit(1)
+        return
     if result.ok:
         img = result.image
         click.echo(f"{label}: ok: {len(img.entries)} entries in {len(img.namespaces)} "
@@ -123,7 +138,7 @@ def _pair(pair) -> str:
     return "-" if pair is None else f"{pair[0]} {format_value(*pair)}"
 
 
-@click.command("diff")
+@click.command("diff", short_help="Compare the values of two NVS images.")
 @click.argument("image_a", metavar="A.bin", type=click.Path(path_type=Path))
 @click.argument("image_b", metavar="B.bin", type=click.Path(path_type=Path))
 @click.option("--keys", "keys_path", type=click.Path(path_type=Path),
@@ -172,7 +187,7 @@ def echo_tree(image: NvsImage, title: str, *, pages: bool) -> None:
 
 
 
-@nvs_group.command("dump")
+@nvs_group.command("dump", short_help="Show the entries of an NVS image as a tree.")
 @click.argument("image_path", metavar="IMAGE", required=False, type=click.Path(path_type=Path))
 @click.option("--keys", "keys_path", type=click.Path(path_type=Path),
               help="nvs_keys partition image to decrypt the entries with.")
@@ -182,18 +197,13 @@ def echo_tree(image: NvsImage, title: str, *, pages: bool) -> None:
                    '{"decrypted": false, "problem": {"code": ..., "message": ...}} and exit 1.')
 @click.option("--pages", is_flag=True,
               help="Also show each page: state, sequence number, used/erased/free entries.")
-@click.option("--flash", type=click.Path(path_type=Path),
-              help="Read the NVS partition out of a whole flash dump instead of IMAGE.")
-@click.option("--table-offset", default="0x8000", show_default=True,
-              help="Flash offset of the partition table in the dump.")
-@click.option("--partition", "partition_name",
-              help="NVS partition to read from the dump (default: nvs, or the only one).")
+@flash_options
 @click.pass_context
 def dump_cmd(ctx: click.Context, image_path: Path | None, keys_path: Path | None,
-             as_json: bool, pages: bool, flash: Path | None, table_offset: str,
+             as_json: bool, pages: bool, flash: Path | None, table_offset: int,
              partition_name: str | None) -> None:
     """Show the entries of an NVS image as a tree; problems go to stderr (exit 1 if any)."""
-    label, data, keys = read_nvs_input(image_path, keys_path, flash, parse_number(table_offset),
+    label, data, keys = read_nvs_input(image_path, keys_path, flash, table_offset,
                                        partition_name)
     try:
         image = parse_nvs_image(data, keys=keys)
@@ -225,7 +235,7 @@ nvs_group.add_command(diff_cmd)
 
 
 
-@click.command("report")
+@click.command("report", short_help="Write an HTML report of a project.")
 @click.argument("project_dir", required=False, default=".", type=click.Path(path_type=Path))
 @click.option("--product", help="Product from nvs_secure.yaml (default: default_product).")
 @click.option("--sdkconfig", type=click.Path(path_type=Path), help="Use this sdkconfig.")
@@ -242,7 +252,10 @@ def report_cmd(project_dir: Path, product: str | None, sdkconfig: Path | None, o
     from ...inputs.project import load_project
     from ...views.report import build_report, render_report_html
 
-    resolved, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig)
+    resolved, plan = plan_for_project(load_project(project_dir), product, sdkconfig=sdkconfig,
+                                      defer_unset=True)
+    for note in resolved.unset_notes:
+        click.echo(f"note: {note}", err=True)
     page = render_report_html(build_report(resolved, plan, show_secrets=show_secrets))
     write_atomic(output, page.encode("utf-8"))
     click.echo(f"wrote {output}")

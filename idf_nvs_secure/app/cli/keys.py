@@ -36,7 +36,7 @@ def keys_group() -> None:
     """Generate and inspect NVS encryption keys (never printed: fingerprints only)."""
 
 
-@keys_group.command("generate")
+@keys_group.command("generate", short_help="Write an nvs_keys image with random keys.")
 @click.option("-o", "--output", "output", required=True, type=click.Path(path_type=Path),
               help="nvs_keys partition image to write (4096 bytes, mode 0600).")
 @click.option("--hmac-key", type=click.Path(path_type=Path),
@@ -62,7 +62,7 @@ def generate_cmd(output: Path, hmac_key: Path | None, new_hmac_key: bool, force:
     click.echo(f"wrote nvs_keys {output} ({keys.fingerprint})")
 
 
-@keys_group.command("show")
+@keys_group.command("show", short_help="Show a key file by fingerprint.")
 @click.argument("key_file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show_cmd(key_file: Path, as_json: bool) -> None:

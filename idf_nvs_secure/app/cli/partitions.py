@@ -11,6 +11,7 @@ import click
 from ...errors import NvsSecureError
 from ...formats.partition_table import (
     DEFAULT_TABLE_OFFSET,
+    PARTITION_TABLE_TYPE,
     SECURE_BOOT_V1,
     SECURE_BOOT_VERSIONS,
     PartitionTable,
@@ -35,14 +36,15 @@ from ...inputs.partitions_yaml import (
     format_partitions_yaml,
     read_partition_source,
 )
-from ...inputs.schemas import schema_path
+from ...inputs.schemas import schema_comment
 from .params import AnyInt
 
 
 def _location_options(default_offset: int | None):
     def decorate(command):
         for option in reversed([
-            click.option("--offset", type=AnyInt(), default=default_offset,
+            click.option("--offset", "--table-offset", "offset", type=AnyInt(),
+                         default=default_offset,
                          help="Flash offset of the table (CONFIG_PARTITION_TABLE_OFFSET); "
                               f"default {'0x8000' if default_offset else '0x8000, or from a .bin'}."),
             click.option("--flash-size", help="Check that the partitions fit, e.g. 4MB."),
@@ -102,7 +104,7 @@ def partitions_group() -> None:
     """Build and inspect ESP-IDF partition tables (gen_esp32part.py compatible)."""
 
 
-@partitions_group.command("build")
+@partitions_group.command("build", short_help="Build a binary partition table.")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Binary partition table to write (0xC00 bytes).")
@@ -151,7 +153,7 @@ def _as_text(table: PartitionTable) -> str:
     return "\n".join(lines)
 
 
-@partitions_group.command("show")
+@partitions_group.command("show", short_help="Show a partition table (and draw it).")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True,
               help='Print JSON: {"table_offset": int, "partitions": [{"name": str, "type": '
@@ -160,33 +162,82 @@ def _as_text(table: PartitionTable) -> str:
                    "size in bytes; flags from encrypted, readonly.")
 @click.option("--svg", "svg_out", type=click.Path(path_type=Path),
               help="Also draw the flash map to scale as an SVG file.")
+@click.option("--product", help="With a project folder: the product whose table to show "
+                                "(default: default_product).")
 @_location_options(None)
 def show_cmd(source: Path, as_json: bool, offset: int | None, flash_size: str | None,
              primary_bootloader_offset: int | None, recovery_bootloader_offset: int | None,
-             secure: str | None = None, svg_out: Path | None = None) -> None:
-    """Show the partitions of INPUT: a source (.csv) placed as for a build, or a built .bin.
+             secure: str | None = None, svg_out: Path | None = None,
+             product: str | None = None) -> None:
+    """Show the partitions of INPUT: a source (.csv, .yaml) placed as for a build, a
+    built .bin, or a project folder (nvs_secure.yaml) for one --product.
 
     Errors and warnings in INPUT are reported as for a build; --flash-size also checks
-    the fit.
+    the fit.  A built .bin does not record its own flash offset: give --table-offset
+    (the map is drawn at 0x8000, ESP-IDF's default, otherwise).
     """
-    table, specs = _load(source, offset, flash_size, primary_bootloader_offset,
-                         recovery_bootloader_offset, secure, allow_bin=True)
+    size = parse_flash_size(flash_size) if flash_size else None
+    title, planned = source.name, None
+    if source.is_dir():
+        planned, table, specs, size, title = _project_table(source, product, offset, size)
+    elif product is not None:
+        raise NvsSecureError("--product needs a project folder (with nvs_secure.yaml), "
+                             "not a partitions file", file=str(source),
+                             hint=f"idf-nvs-secure partitions show PROJECT_DIR --product "
+                                  f"{product}")
+    else:
+        table, specs = _load(source, offset, flash_size, primary_bootloader_offset,
+                             recovery_bootloader_offset, secure, allow_bin=True)
+        if source.suffix.lower() == ".bin" and offset is None and not any(
+                p.type == PARTITION_TABLE_TYPE for p in table.partitions):
+            click.echo(f"note: {source} does not record the flash offset it is written at: "
+                       f"shown at 0x{table.offset:x} (CONFIG_PARTITION_TABLE_OFFSET's "
+                       f"default); give --table-offset for another", err=True)
     _warn_names(source, table, specs)
     click.echo(json.dumps(_as_json(table), indent=2) if as_json else _as_text(table))
     if svg_out is not None:
         from ...views.flashmap import layout_flash_map, render_flash_map_svg
 
-        size = parse_flash_size(flash_size) if flash_size else None
-        flash_map = layout_flash_map(table, flash_size=size, title=f"Flash map: {source.name}")
+        if planned is not None:  # a project: mark what its plan encrypts
+            from ...views.report import layout_project_flash_map
+
+            flash_map = layout_project_flash_map(planned.resolved, planned.security,
+                                                 table=table, flash_size=size,
+                                                 title=f"Flash map: {title}")
+        else:
+            flash_map = layout_flash_map(table, flash_size=size, title=f"Flash map: {title}")
         write_atomic(svg_out, render_flash_map_svg(flash_map).encode("utf-8"))
 
 
-@partitions_group.command("convert")
+def _project_table(project_dir: Path, product: str | None, offset: int | None,
+                   flash_size: int | None):
+    """A project's table for ``product`` as its build places it (sdkconfig's offset and
+    flash size, unless given): (project plan, table, specs, flash size, title)."""
+    from ...inputs.project import PROJECT_FILE, load_project
+    from ...plan.project_plan import plan_project
+
+    if not (project_dir / PROJECT_FILE).is_file():
+        raise NvsSecureError(f"a folder without {PROJECT_FILE}", file=str(project_dir),
+                             hint="give a partitions file (.csv, .yaml), a built table "
+                                  f"(.bin) or a project folder with {PROJECT_FILE}")
+    planned = plan_project(load_project(project_dir), product, defer_unset=True)
+    resolved = planned.resolved
+    table = resolved.table
+    if offset is not None and offset != table.offset:
+        table = place_partitions(list(resolved.specs), table_offset=offset,
+                                 flash_size=flash_size or resolved.flash_size)
+    label = f" ({resolved.product})" if resolved.product else ""
+    return (planned, table, resolved.specs, flash_size or resolved.flash_size,
+            f"{resolved.project.root.name}{label}")
+
+
+@partitions_group.command("convert", short_help="Convert between CSV, YAML and a built table.")
 @click.argument("source", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="partitions.yaml or .csv to write (the other kind than INPUT).")
-@click.option("--offset", type=AnyInt(), default=None,
-              help="Table offset to record (CSV to YAML); default 0x8000.")
+@click.option("--offset", "--table-offset", "offset", type=AnyInt(), default=None,
+              help="Table offset to record (CSV to YAML), or where a .bin sits in flash "
+                   "(it does not record it); default 0x8000.")
 @click.option("--flash-size", help="Flash size to record in the YAML, e.g. 4MB.")
 def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str | None) -> None:
     """Convert between an ESP-IDF partitions CSV, partitions.yaml and a built table .bin.
@@ -206,7 +257,7 @@ def convert_cmd(source: Path, output: Path, offset: int | None, flash_size: str 
         text = format_partitions_yaml(
             parsed.specs, table_offset=parsed.table.offset, flash_size=parsed.flash_size,
             nvs_keys_for=parsed.nvs_keys_for,
-            schema_line=f"# yaml-language-server: $schema={schema_path('partitions')}")
+            schema_line=schema_comment("partitions"))
     elif output.suffix.lower() == ".csv":
         text = format_partition_csv(parsed.table)
     else:

@@ -16,6 +16,7 @@ from ...fsutil import display_path, read_input_bytes
 from ...inputs.keysource import SecretSpec, read_master_secret
 from ...inputs.project import load_project
 from ...release.batch import load_devices, parse_shard, plan_batch, run_batch
+from .params import MASTER_SECRET_FILE
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
                              type=click.Path(path_type=Path))
@@ -27,20 +28,15 @@ SDKCONFIG = click.option("--sdkconfig", type=click.Path(path_type=Path),
                          help="Use this sdkconfig (or sdkconfig.json).")
 BUILD_DIR = click.option("--build-dir", type=click.Path(path_type=Path),
                          help="ESP-IDF build directory (default: PROJECT_DIR/build).")
-MASTER_SECRET_FILE = click.option(
-    "--master-secret-file", type=click.Path(path_type=Path),
-    help="Derive keys from the secret in this file (64+ hex digits or 32+ bytes); "
-         "overrides the project file's master secret, and keys of source 'generate' "
-         "become derived from it.")
 
 
 def _plan(project_dir: Path, product: str | None, sdkconfig: Path | None,
-          build_dir: Path | None):
+          build_dir: Path | None, *, defer_unset: bool = False):
     project = load_project(project_dir)
-    resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig, build_dir=build_dir)
+    resolved, plan = plan_for_project(project, product, sdkconfig=sdkconfig, build_dir=build_dir,
+                                      defer_unset=defer_unset)
     for d in plan.diagnostics:
-        where = f" ({d.file}:{d.line})" if d.file and d.line else ""
-        click.echo(f"{d.severity}: {d.message}{where}", err=True)
+        click.echo(f"{d.severity}: {d.located}", err=True)
     if not plan.ok:
         raise click.exceptions.Exit(1)
     return project, resolved, plan
@@ -88,11 +84,14 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
         where = f" at 0x{f.offset:x}" if f.offset is not None else ""
         how = (" (pre-encrypted)" if f.pre_encrypted else
                " (written through flash encryption)" if f.encrypted else "")
-        click.echo(f"  {f.name}: {f.kind}{where}{how}")
+        kind = getattr(f.kind, "label", str(f.kind).replace("_", " "))
+        click.echo(f"  {f.name}: {kind}{where}{how}")
     if not bundle.manifest["reproducible"]:
         click.echo("warning: random keys: this bundle cannot be reproduced", err=True)
-    click.echo(f"wrote {display_path(zip_path)} ({len(bundle.files)} files, sha256 "
-               f"{hashlib.sha256(bundle.zip_data).hexdigest()})")
+    firmware = (f"{len(bundle.manifest['firmware'])} firmware images"
+                if bundle.manifest["firmware"] else "NO firmware: NVS images and keys only")
+    click.echo(f"wrote {display_path(zip_path)} ({len(bundle.files)} files, {firmware}, "
+               f"sha256 {hashlib.sha256(bundle.zip_data).hexdigest()})")
 
 
 @click.command("batch")
@@ -129,9 +128,11 @@ def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Pa
     the device); OUT_DIR/index.csv lists every file with its offset and SHA-256."""
     started = time.perf_counter()
     shard_spec = parse_shard(shard) if shard else (1, 1)
-    _, resolved, plan = _plan(project_dir, product, sdkconfig, build_dir)
+    # A value every device supplies (a devices CSV column) needs no base value.
+    _, resolved, plan = _plan(project_dir, product, sdkconfig, build_dir, defer_unset=True)
     batch = plan_batch(resolved, plan, master_secret=_master_secret(master_secret_file))
     table = load_devices(devices, batch, display=display_path(devices))
+    resolved.check_complete(table.supplied)
     jobs = jobs or os.cpu_count() or 1
     if sys.stderr.isatty() and not as_json:
         from rich.console import Console

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from ...errors import InputError
+from ...errors import ErrorCollector, InputError
 from ..yamlsource import YamlDocument
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # jsonschema is imported when a document is first validated (about 60 ms), so commands
 # that read no YAML (nvs build of a CSV, cmake-dir, --help) never pay for it.
 
-__all__ = ["SCHEMA_KINDS", "load_schema", "schema_path", "validate_document"]
+__all__ = ["SCHEMA_KINDS", "load_schema", "schema_comment", "schema_path", "validate_document"]
 
 #: Schema kind -> file name in this package.
 SCHEMA_KINDS = {
@@ -36,6 +36,13 @@ SCHEMA_KINDS = {
 def schema_path(kind: str) -> Path:
     """Filesystem path of a shipped schema (for the yaml-language-server line)."""
     return Path(str(resources.files(__name__) / SCHEMA_KINDS[kind]))
+
+
+def schema_comment(kind: str) -> str:
+    """The first line written files carry: the schema by its name in the package, never
+    by a path of this machine (the file is committed and read on other machines)."""
+    return (f"# Schema: idf_nvs_secure/inputs/schemas/{SCHEMA_KINDS[kind]} (for editor "
+            "checks, see the README's \"Editor support\")")
 
 
 @lru_cache(maxsize=None)
@@ -97,22 +104,47 @@ def _describe(error: "jsonschema.ValidationError") -> tuple[str, bool]:
 
 
 def validate_document(doc: YamlDocument, kind: str) -> None:
-    """Check ``doc`` against the schema of ``kind``; raise one located :class:`InputError`.
+    """Check ``doc`` against the schema of ``kind``; raise every error, located.
 
-    Reports the most relevant error (jsonschema's ``best_match``) at the line and column
-    of the offending value, or of its key for an unknown field.
+    Each place the schema rejects is one error (for alternatives, jsonschema's
+    ``best_match`` picks the most relevant reason), at the line and column of the
+    offending value, or of its key for an unknown field; several are raised together as
+    :class:`~...errors.InputErrors`, in file order.
     """
     if doc.data is None:
         raise InputError("the file is empty", file=doc.filename, line=1)
-    errors = list(_validator(kind).iter_errors(doc.data))
-    if not errors:
+    found = list(_validator(kind).iter_errors(doc.data))
+    if not found:
         return
     from jsonschema.exceptions import best_match
 
-    error = best_match(errors)
-    path = tuple(error.absolute_path)
-    message, about_key = _describe(error)
-    if about_key and error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        path = path + (extra[0],) if extra else path
-    raise doc.error(path, message, key=about_key)
+    def under(error):
+        yield error
+        for child in error.context or ():
+            yield from under(child)
+
+    def reasons(error) -> list:
+        """The errors to report for ``error``: itself, or for alternatives (anyOf) every
+        error of the alternative ``best_match`` finds most relevant, so two bad keys of
+        one namespace are two errors."""
+        best = best_match([error])
+        if not error.context or best is error:
+            return [best]
+        branch = next((c.schema_path[0] for c in error.context
+                       if any(x is best for x in under(c))), None)
+        if branch is None:
+            return [best]
+        return [r for c in error.context if c.schema_path[0] == branch for r in reasons(c)]
+
+    located: dict[tuple, InputError] = {}
+    for error in (r for e in found for r in reasons(e)):
+        path = tuple(error.absolute_path)
+        message, about_key = _describe(error)
+        if about_key and error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            path = path + (extra[0],) if extra else path
+        exc = doc.error(path, message, key=about_key)
+        located.setdefault((exc.line or 0, exc.col or 0, exc.message), exc)
+    errors = ErrorCollector()
+    errors.errors = [located[k] for k in sorted(located)]
+    errors.raise_any()
