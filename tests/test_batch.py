@@ -131,12 +131,59 @@ def test_index_lists_every_file_with_its_hash(tmp_path):
         assert int(row["size"]) == len(data)
     keys_row = next(r for r in rows if r["file"].endswith("nvs_keys.bin"))
     image_row = next(r for r in rows if r["file"].endswith("/nvs.bin"))
-    assert (keys_row["partition"], keys_row["offset"], keys_row["encrypted"]) == (
-        "nvs_keys", "0xf000", "true")  # development mode: written through flash encryption
-    assert (image_row["partition"], image_row["offset"], image_row["encrypted"]) == (
-        "nvs", "0x9000", "false")
+    # flash_encrypted: written through flash encryption (development mode: the keys);
+    # nvs_encrypted: an XTS-encrypted NVS image (empty for the keys, no NVS image)
+    cols = ("partition", "offset", "flash_encrypted", "nvs_encrypted")
+    assert tuple(keys_row[c] for c in cols) == ("nvs_keys", "0xf000", "true", "")
+    assert tuple(image_row[c] for c in cols) == ("nvs", "0x9000", "false", "true")
+    assert "encrypted" not in rows[0]  # no column that reads as "not encrypted"
     record = json.loads((out / "devices" / "D001" / "device.json").read_text())
-    assert {f["name"] for f in record["files"]} == {"nvs.bin", "nvs_keys.bin"}
+    assert {f["name"] for f in record["files"]} == {"nvs.bin", "nvs_keys.bin", "flash_args",
+                                                    "flasher_args.json"}
+
+
+def test_each_device_folder_flashes_with_one_esptool_command(tmp_path):
+    """flash_args as ESP-IDF's encrypted_flash_args (project_include.cmake, v5.5..v6.1):
+    the sub-arguments, the images, and the keys after --encrypt-files because the plan
+    (development mode) writes them through flash encryption; flasher_args.json alike."""
+    project = make_project(tmp_path / "p", devices=2)
+    out = tmp_path / "out"
+    assert batch(project, out).exit_code == 0
+    folder = out / "devices" / "D002"
+    lines = (folder / "flash_args").read_text().splitlines()
+    assert lines[0].startswith("--flash-mode ") and "--flash-size 4MB" in lines[0]
+    assert lines[1:] == ["0x9000 nvs.bin", "--encrypt-files", "0xf000 nvs_keys.bin"]
+    flasher = json.loads((folder / "flasher_args.json").read_text())
+    assert flasher["flash_files"] == {"0x9000": "nvs.bin", "0xf000": "nvs_keys.bin"}
+    assert flasher["nvs_keys"] == {"offset": "0xf000", "file": "nvs_keys.bin",
+                                   "encrypted": "true"}
+    assert flasher["nvs"]["encrypted"] == "false"
+    assert flasher["extra_esptool_args"]["chip"] == "esp32"
+    for name in ("flash_args", "flasher_args.json"):  # every file it names is there
+        assert (folder / name).stat().st_mode & 0o777 == 0o644
+    for offset, name in flasher["flash_files"].items():
+        assert (folder / name).is_file()
+    # plain NVS without flash encryption: no --encrypt-files at all
+    plain = make_project(tmp_path / "q", devices=1,
+                         **{"sdkconfig.defaults": 'CONFIG_IDF_TARGET="esp32"\n'
+                                                  'CONFIG_PARTITION_TABLE_CUSTOM=y\n'})
+    result = batch(plain, tmp_path / "out2")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out2" / "devices" / "D001" / "flash_args").read_text()
+    assert "--encrypt" not in text and "0x9000 nvs.bin" in text
+
+
+def test_json_reports_the_run(tmp_path):
+    project = make_project(tmp_path / "p", devices=3)
+    out = tmp_path / "out"
+    first = json.loads(batch(project, out, "--json").stdout)
+    assert (first["devices"], first["built"], first["skipped"], first["files"]) == (3, 3, 0, 6)
+    assert first["index"].endswith("index.csv") and first["product"] == "basic"
+    again = json.loads(batch(project, out, "--json").stdout)
+    assert (again["built"], again["skipped"]) == (0, 3)
+    assert again["inputs_sha256"] == first["inputs_sha256"]
+    assert json.loads((out / "index.json").read_text())["inputs_sha256"] == \
+        first["inputs_sha256"]
 
 
 def test_a_process_pool_gives_the_same_devices(tmp_path):
@@ -290,8 +337,10 @@ def test_hmac_scheme_gives_each_device_an_efuse_key(tmp_path):
     assert result.exit_code == 0, result.output
     for n in (1, 2):
         folder = out / "devices" / f"D{n:03d}"
-        assert sorted(p.name for p in folder.iterdir()) == ["device.json", "hmac_key.bin",
-                                                            "nvs.bin"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "device.json", "flash_args", "flasher_args.json", "hmac_key.bin", "nvs.bin"]
+        # the eFuse key is burnt, not flashed: flash_args names the image only
+        assert (folder / "flash_args").read_text().splitlines()[1:] == ["0x9000 nvs.bin"]
         hmac_key = (folder / "hmac_key.bin").read_bytes()
         assert hmac_key == derive_hmac_key(bytes.fromhex(SECRET), product="basic",
                                            partition="efuse_hmac", device_id=f"D{n:03d}")

@@ -55,7 +55,8 @@ def _consistent(out: Path) -> int:
     for folder in (out / "devices").iterdir():
         assert not folder.name.startswith("."), folder  # no half-built device left
         names = sorted(p.name for p in folder.iterdir())
-        assert names == ["device.json", "nvs.bin", "nvs_keys.bin"], (folder, names)
+        assert names == ["device.json", "flash_args", "flasher_args.json", "nvs.bin",
+                         "nvs_keys.bin"], (folder, names)
     return len(devices)
 
 
@@ -169,3 +170,60 @@ def test_resume_trusts_sizes_and_verify_rehashes(tmp_path: Path) -> None:
     assert image.read_bytes() == good
     image.write_bytes(good[:-1])  # another size: found without --verify
     assert "(1 built, 2 already done)" in CliRunner().invoke(cli, args, env=ENV).output
+
+
+@pytest.mark.parametrize("moment", ["checking", "building"])
+def test_ctrl_c_ends_the_batch_quietly_and_resume_finishes_it(tmp_path: Path,
+                                                              moment: str) -> None:
+    """Ctrl-C in a terminal sends SIGINT to the whole foreground process group, the pool's
+    workers included: the batch exits 130 with one line, no worker traceback, and a
+    re-run completes the batch."""
+    project = copy_example_project(tmp_path)
+    devices = _devices(tmp_path / "devices.csv", 4000)
+    out = tmp_path / "out"
+    run = subprocess.Popen(_argv(project, devices, out), env=_env(), start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    want = 100
+    while time.monotonic() < deadline and run.poll() is None:
+        if moment == "checking":  # the pool is up: the workers' first pass over the CSV
+            children = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+            if children.exists() and len(children.read_text().split()) >= 2:
+                break
+            time.sleep(0.002)
+            continue
+        if (out / "devices").is_dir() and sum(1 for _ in (out / "devices").iterdir()) > want:
+            break
+        time.sleep(0.002)
+    os.killpg(run.pid, signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    if run.returncode == 0:  # finished before the signal came: nothing to check
+        pytest.skip("the batch finished before Ctrl-C")
+    assert run.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines() == ["error: interrupted"], err
+    again = subprocess.run(_argv(project, devices, out), env=_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert _consistent(out) == 4000
+
+
+def test_a_finished_run_of_the_same_csv_is_not_read_again(tmp_path: Path, monkeypatch) -> None:
+    """Resume of a finished batch: the same plan and CSV text (no cell naming a file)
+    need only the files' sizes, not a second pass over the rows."""
+    project = copy_example_project(tmp_path)
+    devices = _devices(tmp_path / "devices.csv", 30)
+    out = tmp_path / "out"
+    args = ["batch", str(project), "--product", "pro", "--devices", str(devices), "-o", str(out),
+            "-j", "1"]
+    assert CliRunner().invoke(cli, args, env=ENV).exit_code == 0
+    read = []
+    real = batch_module._check_chunk
+    monkeypatch.setattr(batch_module, "_check_chunk", lambda i: read.append(i) or real(i))
+    assert "(0 built, 30 already done)" in CliRunner().invoke(cli, args, env=ENV).output
+    assert read == []
+    (out / "devices" / "SN-00003" / "nvs.bin").write_bytes(b"short")  # another size
+    assert "(1 built, 29 already done)" in CliRunner().invoke(cli, args, env=ENV).output
+    assert read  # the rows were read this time
+    devices.write_text(devices.read_text().replace("ESP-00004", "ESP-00444"))
+    assert "(1 built, 29 already done)" in CliRunner().invoke(cli, args, env=ENV).output

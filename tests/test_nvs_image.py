@@ -583,3 +583,31 @@ def test_entry_is_a_frozen_value():
     assert dataclasses.replace(entry, value=2).line == 3
     assert pickle.loads(pickle.dumps(entry)) == entry
     assert ENTRY_SIZE == 32 and ENTRIES_PER_PAGE == 126 and PAGE_SIZE == 4096
+
+
+def test_xts_over_many_cache_steps_equals_xts_per_unit():
+    """xts works 1,024 units at a time (linear cost): across steps, with scattered
+    offsets, it still equals AES-256-XTS applied to each 32-byte unit on its own."""
+    import random
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from idf_nvs_secure.formats.xts import (
+        xts_decrypt_units,
+        xts_encrypt_runs,
+        xts_encrypt_units,
+    )
+
+    rnd = random.Random(14)
+    data_key, tweak_key = rnd.randbytes(32), rnd.randbytes(32)
+    offsets = sorted(rnd.sample(range(64, 1 << 24, 32), 2500))
+    plain = rnd.randbytes(32 * len(offsets))
+    expected = b"".join(
+        Cipher(algorithms.AES(data_key + tweak_key), modes.XTS(o.to_bytes(16, "little")))
+        .encryptor().update(plain[32 * i: 32 * i + 32]) for i, o in enumerate(offsets))
+    assert xts_encrypt_units(data_key, tweak_key, plain, offsets) == expected
+    assert xts_decrypt_units(data_key, tweak_key, expected, offsets) == plain
+    runs = [(64, 1500), (0x10040, 1000)]
+    run_offsets = [o + 32 * i for o, n in runs for i in range(n)]
+    assert xts_encrypt_runs(data_key, tweak_key, plain, runs) == xts_encrypt_units(
+        data_key, tweak_key, plain, run_offsets)

@@ -3,20 +3,28 @@
 The devices CSV (:mod:`.devices_csv`) gives each device its own values over the
 product's.  Each device gets ``devices/<device_id>/``: one image per NVS partition and
 its keys, per the security plan: the nvs_keys image (flash-encryption scheme) or the
-32-byte HMAC key to burn into eFuse (HMAC scheme), plus ``device.json`` recording the
-SHA-256 of every file and of the device's inputs.  Keys come from the master secret with
+32-byte HMAC key to burn into eFuse (HMAC scheme), ``flash_args`` and
+``flasher_args.json`` (``esptool.py --chip CHIP write_flash @flash_args`` in the folder
+writes the device), plus ``device.json`` recording the SHA-256 of every file and of the
+device's inputs.  Keys come from the master secret with
 HKDF-SHA256 (context: product, keys partition, device id), so any machine remakes any
 device, or, for key source ``generate``, from the CSPRNG, and are then never made again
 for a device that has them.
 
-:func:`run_batch` builds devices in a process pool (chunks of devices per task),
-resumes (a device whose ``device.json`` matches its files and its inputs is skipped),
+:func:`run_batch` works in a process pool, chunk by chunk of the CSV: first every
+worker reads and checks its chunks (so a bad row is reported at its line before
+anything is written), then builds them.  It resumes: a finished run whose inputs
+(the plan and every device's values) are unchanged and whose files have their
+recorded sizes is done; otherwise a device whose ``device.json`` matches its files and
+its inputs is skipped;
 and writes each device into a hidden ``devices/.tmp-K-of-N-<id>`` directory renamed into
 place, so no half-written device directory ever looks complete.  ``shard=(K, N)`` takes
 devices K-1, K-1+N, ... (0-based CSV order) so N machines split a batch without
 coordination; each writes ``index-K-of-N.csv`` (``index.csv`` unsharded), one row per
-file.  Images are laid out once per value-length layout and refilled per device
-(:mod:`.formats.nvs_template`).
+flashed file, and next to it ``index-K-of-N.json``, the finished run's inputs digest.
+Images are laid out once per value-length layout and refilled per device
+(:mod:`.formats.nvs_template`); ``layout="packed"`` writes one file per shard instead
+(:mod:`.packed`).
 """
 
 from __future__ import annotations
@@ -25,52 +33,30 @@ import csv
 import hashlib
 import io
 import json
-import math
-import multiprocessing
 import os
 import secrets
 import shutil
-import signal
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
-from ..build.keys import KeyResolver, key_material
-from ..plan.outputs import KeyPlan, plan_outputs
-from ..words import FlashEncryptionMode, KeySource, OutputKind
-from ..errors import CapacityError, InputError, KeyMaterialError, NvsSecureError
-from ..formats.nvs_image import build_nvs_image
-from ..formats.nvs_keys import (
-    derive_nvs_keys_from_hmac,
-    parse_nvs_keys,
-)
-from ..formats.nvs_template import (
-    NvsTemplate,
-    encoded_length,
-    fill_nvs_template,
-    make_nvs_template,
-)
-from ..fsutil import os_error, output_lock, read_input_text, write_atomic
-from ..inputs.keysource import (
-    DERIVATION_VERSION,
-    MasterSecret,
-)
-from ..inputs.project import ResolvedProject
-from ..inputs.yamlsource import load_yaml
-from ..plan.security import SecurityPlan
+from ..errors import InputError, KeyMaterialError, NvsSecureError
+from ..fsutil import os_error, output_lock, write_atomic
+from ..inputs.keysource import DERIVATION_VERSION
+from ..words import KeySource
+from .device_files import ImageMaker, device_outputs, flash_support_files
 from .devices_csv import (
     DEVICE_ID_COLUMN,
     Column,
     DeviceTable,
-    device_entries,
-    entry_layouts,
+    check_capacity,
     load_devices,
     parse_shard,
 )
-from .jobs import BatchPlan, PartitionJob
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..formats.nvs_keys import NvsKeys
+from . import pool
+from .jobs import BatchPlan, PartitionJob, plan_batch
+from .packed import run_packed
 
 __all__ = [
     "DEVICE_ID_COLUMN",
@@ -89,6 +75,11 @@ __all__ = [
 
 #: Each device directory's record of its files and inputs.
 RECORD = "device.json"
+#: The index's columns.  ``flash_encrypted``: the file is written through flash
+#: encryption; ``nvs_encrypted``: an NVS image encrypted with NVS encryption (XTS-AES),
+#: empty for files that are no NVS image (keys).
+INDEX_COLUMNS = ("device_id", "file", "partition", "offset", "flash_encrypted",
+                 "nvs_encrypted", "size", "sha256")
 
 
 @dataclass(frozen=True)
@@ -96,77 +87,10 @@ class BatchResult:
     built: int
     skipped: int
     index: Path
-
-
-# --- planning --------------------------------------------------------------------------
-
-
-def _file_valued(paths: Sequence[Path]) -> frozenset[tuple[str, str]]:
-    """(namespace, key) pairs whose value the values files (base, then overlays) take
-    from a file (``file:``)."""
-    keys: set[tuple[str, str]] = set()
-    for path in paths:
-        doc = load_yaml(read_input_text(path), str(path))
-        for ns, items in (doc.data or {}).items():
-            if items is None:
-                keys = {k for k in keys if k[0] != ns}
-                continue
-            for key, spec in items.items():
-                if isinstance(spec, dict) and "file" in spec:
-                    keys.add((ns, key))
-                else:
-                    keys.discard((ns, key))
-    return frozenset(keys)
-
-
-def plan_batch(resolved: ResolvedProject, plan: SecurityPlan, *,
-               master_secret: MasterSecret | None = None,
-               env: Mapping[str, str] | None = None) -> BatchPlan:
-    """The per-device work for ``resolved`` under ``plan``: its output plan, per device.
-
-    ``master_secret`` (``--master-secret-file``) overrides the project's and makes every
-    host key derived from it.  Otherwise key files are refused (every device would share
-    one key), and so is the development default master secret."""
-    env = os.environ if env is None else env
-    if not plan.ok:
-        raise NvsSecureError(f"the security plan has {len(plan.errors)} error(s): "
-                             f"{plan.errors[0].message}",
-                             hint="run 'idf-nvs-secure detect' for all")
-    outputs = plan_outputs(plan, resolved)
-    keys: dict[str, KeyPlan] = {}
-    for key in outputs.keys:
-        if master_secret is not None:
-            key = replace(key, source=KeySource.DERIVE)
-        if key.source == KeySource.FILE:
-            raise KeyMaterialError(
-                f"the keys of {key.name} come from a key file: every device of the batch "
-                f"would share them", file=key.where,
-                hint="per-device keys need keys: {source: derive} (a master secret) or "
-                     "{source: generate}; or pass --master-secret-file")
-        keys[key.name] = key
-    master = master_secret
-    if master is None and any(k.source == KeySource.DERIVE for k in keys.values()):
-        resolver = KeyResolver(resolved, env=env, release=True)
-        master = resolver.master_secret(next(k for k in keys.values()
-                                             if k.source == KeySource.DERIVE))
-    development = plan.flash_encryption_mode == FlashEncryptionMode.DEVELOPMENT
-    jobs = []
-    for name, values in resolved.values.items():
-        image = outputs.find(OutputKind.NVS_IMAGE, name)
-        key = keys.get(image.keys) if image is not None and image.keys else None
-        if image is None:  # keys only: an encrypted partition without values
-            key = next((k for k in keys.values() if k.context ==
-                        (resolved.nvs_keys_pairs.get(name) or plan.keys_partition)), None)
-            if key is None:
-                continue
-        part = resolved.table.find(name)
-        jobs.append(PartitionJob(name, part.offset, part.size,
-                                 resolved.format_versions.get(name, 2), tuple(values.entries),
-                                 _file_valued(values.files), key,
-                                 bool(key and key.flash_encrypted and development),
-                                 image=image is not None))
-    return BatchPlan(resolved.product_label, tuple(jobs),
-                     master.material if master is not None else None)
+    #: The finished run's inputs digest (the plan and every device's values).
+    inputs_sha256: str = ""
+    devices: int = 0
+    files: int = 0
 
 
 # --- building devices ------------------------------------------------------------------
@@ -174,26 +98,33 @@ def plan_batch(resolved: ResolvedProject, plan: SecurityPlan, *,
 
 @dataclass(frozen=True)
 class _State:
-    """What every worker needs: the plan, the CSV's columns and the entry layouts."""
+    """What every worker needs: the plan, the devices table, the entry layouts."""
 
     batch: BatchPlan
+    table: DeviceTable
     maker: ImageMaker
     base_digest: bytes
-    devices_dir: Path
+    shard: tuple[int, int]
+    devices_dir: str
     tag: str
     rng: Callable[[int], bytes]
     verify: bool = False
+    support_dir: str | None = None
+    support: tuple[tuple[str, int, str], ...] = ()  # (name, size, sha256)
+    pack: tuple[str, int, str] | None = None  # packed layout: (file, device size, name)
 
 
 def _base_digest(batch: BatchPlan, columns: Sequence[Column], layouts) -> bytes:
     """Everything but the device's own row that decides its outputs."""
-    h = hashlib.sha256(b"idf-nvs-secure batch/1\0" + batch.product.encode())
+    h = hashlib.sha256(b"idf-nvs-secure batch/2\0" + batch.product.encode())
     h.update((batch.master_fingerprint or "-").encode())
+    h.update(repr(batch.flash).encode())
     for job, (template, slots) in zip(batch.jobs, layouts):
         key = job.keys
         h.update(repr((job.name, job.offset, job.size, job.version, job.image, slots,
-                       key and (key.name, key.kind.value, key.source.value, key.context,
-                                key.offset))).encode())
+                       job.keys_encrypted, key and (key.name, key.kind.value,
+                                                    key.source.value, key.context,
+                                                    key.offset))).encode())
         for e in template:
             h.update(repr((e.namespace, e.key, e.type, e.value)).encode())
     h.update(repr([(c.partition, c.namespace, c.key, c.type) for c in columns]).encode())
@@ -208,75 +139,6 @@ def _inputs_digest(state: _State, device: str, values: Sequence[Any]) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
-
-
-class ImageMaker:
-    """Builds the NVS images of devices.  Images with the same value lengths share a
-    layout, so after a few devices of one layout an :class:`~.formats.nvs_template.NvsTemplate`
-    is made and refilled per device (checked once against ``build_nvs_image``)."""
-
-    #: Devices of one layout built directly before a template is made for it.
-    TEMPLATE_AFTER = 2
-    _LIMIT = 256
-
-    def __init__(self, batch: BatchPlan, columns: Sequence[Column]) -> None:
-        self.batch, self.columns = batch, tuple(columns)
-        self.layouts = entry_layouts(batch, self.columns)
-        self._templates: dict[tuple, NvsTemplate] = {}
-        self._seen: dict[tuple, int] = {}
-
-    def image(self, index: int, values: Sequence[Any], keys: "NvsKeys | None") -> bytes:
-        """The image of job ``index`` for a device's ``values`` (one per column)."""
-        job = self.batch.jobs[index]
-        template_entries, slots = self.layouts[index]
-        own = [values[position] for _, position in slots]
-        layout = (index, tuple(encoded_length(self.columns[p].type, v)
-                               for (_, p), v in zip(slots, own)))
-        template = self._templates.get(layout)
-        if template is not None:
-            return fill_nvs_template(template, own, keys=keys)
-        entries = device_entries(template_entries, slots, self.columns, values)
-        image = build_nvs_image(entries, job.size, version=job.version, keys=keys)
-        seen = self._seen[layout] = self._seen.get(layout, 0) + 1
-        if seen >= self.TEMPLATE_AFTER:
-            template = make_nvs_template(entries, job.size, version=job.version,
-                                         variable=[slot for slot, _ in slots])
-            if fill_nvs_template(template, own, keys=keys) != image:  # pragma: no cover
-                raise AssertionError("NVS template differs from build_nvs_image")
-            if len(self._templates) >= self._LIMIT:
-                self._templates.clear()
-            self._templates[layout] = template
-        return image
-
-
-def device_outputs(batch: BatchPlan, maker: ImageMaker, device: str, values: Sequence[Any], *,
-                   rng: Callable[[int], bytes] = secrets.token_bytes,
-                   kept: Mapping[str, bytes] | None = None) -> list[tuple]:
-    """The files of one device: ``(name, data, partition, offset, secret, encrypted)``
-    (``encrypted``: written through flash encryption).
-
-    ``kept``: key files of an earlier run (name -> bytes), reused instead of new random
-    keys (key source ``generate``)."""
-    kept = kept or {}
-    files: list[tuple] = []
-    made: dict[str, Any] = {}
-    for index, job in enumerate(batch.jobs):
-        keys = None
-        key = job.keys
-        if key is not None:
-            keys = made.get(key.name)
-            if keys is None:
-                raw = key_material(key, master=batch.master, product=batch.product,
-                                   device_id=device, rng=rng, kept=kept)
-                keys = made[key.name] = (derive_nvs_keys_from_hmac(raw)
-                                         if key.kind == OutputKind.HMAC_KEY else
-                                         parse_nvs_keys(raw))
-                files.append((key.name, raw, key.partition, key.offset, True,
-                              job.keys_encrypted))
-        if job.image:
-            files.append((f"{job.name}.bin", maker.image(index, values, keys), job.name,
-                          job.offset, False, False))
-    return files
 
 
 def _write(path: str, data: bytes, secret: bool) -> None:
@@ -311,30 +173,15 @@ def _read_record(folder: str, verify: bool = False) -> dict | None:
         return None
 
 
-_STATE: _State | None = None
-
-
-def _end_with_parent() -> None:
-    """Make this worker die with the batch's parent process (Linux: PR_SET_PDEATHSIG),
-    so a killed batch never keeps writing; and leave Ctrl-C to the parent, which ends
-    the pool (no worker prints a KeyboardInterrupt traceback)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _init_worker(state: _State) -> None:
-    global _STATE
-    _end_with_parent()
-    _STATE = state
+def _record_items(state: _State, files) -> list[dict]:
+    items = [{"name": n, "partition": p, "offset": None if o is None else f"{o:#x}",
+              "size": len(d), "sha256": hashlib.sha256(d).hexdigest(), "secret": s,
+              "flash_encrypted": fe, "nvs_encrypted": ne}
+             for n, d, p, o, s, fe, ne in files]
+    items += [{"name": n, "partition": None, "offset": None, "size": size, "sha256": sha,
+               "secret": False, "flash_encrypted": False, "nvs_encrypted": None}
+              for n, size, sha in state.support]
+    return items
 
 
 def _build_device(state: _State, device: str, line: int, values: Sequence[Any]):
@@ -358,18 +205,21 @@ def _build_device(state: _State, device: str, line: int, values: Sequence[Any]):
                     with open(os.path.join(folder, item["name"]), "rb") as fh:
                         kept[item["name"]] = fh.read()
     files = device_outputs(state.batch, state.maker, device, values, rng=state.rng, kept=kept)
-    items = [{"name": n, "partition": p, "offset": None if o is None else f"{o:#x}",
-              "size": len(d), "sha256": hashlib.sha256(d).hexdigest(), "secret": s,
-              "encrypted": e} for n, d, p, o, s, e in files]
+    items = _record_items(state, files)
     record = {"device_id": device, "product": state.batch.product, "inputs_sha256": digest,
-              "derivation": DERIVATION_VERSION,
-              "files": items}
+              "derivation": DERIVATION_VERSION, "files": items}
     tmp = os.path.join(devices, f".tmp-{state.tag}-{device}")
     if os.path.lexists(tmp):
         shutil.rmtree(tmp)
     os.mkdir(tmp)
-    for name, data, _, _, secret, _ in files:
+    for name, data, _, _, secret, _, _ in files:
         _write(os.path.join(tmp, name), data, secret)
+    for name, _, _ in state.support:  # the same for every device: linked, not copied
+        source = os.path.join(state.support_dir, name)
+        try:
+            os.link(source, os.path.join(tmp, name))
+        except OSError:  # a file system without hard links
+            shutil.copyfile(source, os.path.join(tmp, name))
     _write(os.path.join(tmp, RECORD), json.dumps(record).encode() + b"\n", False)
     if exists:
         old = os.path.join(devices, f".old-{state.tag}-{device}")
@@ -381,24 +231,42 @@ def _build_device(state: _State, device: str, line: int, values: Sequence[Any]):
     return device, items, True
 
 
-def _build_chunk(rows) -> tuple[list, tuple | None]:
-    """Build a chunk of devices in a worker; an error comes back as data (exceptions
-    with keyword fields do not survive pickling)."""
-    state = _STATE
-    assert state is not None
+_TRIED: set = set()  # value-length layouts whose capacity this process checked
+
+
+def _check_chunk(index: int) -> tuple[bytes, tuple | None]:
+    """Read and check a chunk's rows in a worker: (digest of the rows' inputs, error)."""
+    state = pool.state()
+    h = hashlib.sha256()
+    try:
+        for device, line, values in state.table.read(state.table.chunks[index], state.shard):
+            check_capacity(state.batch, state.table, (device, line, values),
+                           state.maker.layouts, _TRIED)
+            h.update(_inputs_digest(state, device, values).encode())
+    except NvsSecureError as exc:
+        return b"", pool.error_data(exc)
+    return h.digest(), None
+
+
+def _build_chunk(index: int) -> tuple[str, int, int, tuple | None]:
+    """Build a chunk's devices in a worker: (its index rows, devices, built, error)."""
+    state = pool.state()
     done = []
-    for device, line, values in rows:
-        try:
+    error = None
+    line = None
+    try:
+        for device, line, values in state.table.read(state.table.chunks[index], state.shard):
             done.append(_build_device(state, device, line, values))
-        except NvsSecureError as exc:
-            return done, (type(exc).__name__, exc.message, exc.line or line, exc.hint)
-        except OSError as exc:
-            name = os.path.basename(exc.filename) if exc.filename else RECORD
-            exc.filename = None
-            reason = os_error(exc, name).message
-            return done, ("InputError", f"device {device}: {reason}: devices/{device}/{name}",
-                          line, None)
-    return done, None
+    except NvsSecureError as exc:
+        error = pool.error_data(exc, line)
+    except OSError as exc:
+        name = os.path.basename(exc.filename) if exc.filename else RECORD
+        exc.filename = None
+        reason = os_error(exc, name).message
+        error = ("InputError", f"device {device}: {reason}: devices/{device}/{name}", line,
+                 None)
+    return (_index_text(done, header=False), len(done), sum(1 for d in done if d[2]),
+            error)
 
 
 def _cell(text: str) -> str:
@@ -408,17 +276,28 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _index_text(results: Sequence[tuple[str, list, bool]]) -> str:
+def _flag(value: Any) -> str:
+    return "" if value is None else "true" if value else "false"
+
+
+def _index_text(results: Sequence[tuple[str, list, bool]], header: bool = True) -> str:
+    """Index rows of devices' files that are flashed or burnt (not their support files)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["device_id", "file", "partition", "offset", "encrypted", "size", "sha256"])
+    if header:
+        writer.writerow(INDEX_COLUMNS)
     for device, items, _ in results:
         for item in items:
+            if item.get("partition") is None and item["name"] in SUPPORT_FILES:
+                continue
             writer.writerow([_cell(device), _cell(f"devices/{device}/{item['name']}"),
-                             _cell(item["partition"] or ""),
-                             item["offset"] or "", "true" if item.get("encrypted") else "false",
-                             item["size"], item["sha256"]])
+                             _cell(item["partition"] or ""), item["offset"] or "",
+                             _flag(item.get("flash_encrypted", item.get("encrypted", False))),
+                             _flag(item.get("nvs_encrypted")), item["size"], item["sha256"]])
     return out.getvalue()
+
+
+SUPPORT_FILES = frozenset({"flash_args", "flasher_args.json"})
 
 
 def _recover(devices_dir: Path, tag: str) -> None:
@@ -439,74 +318,152 @@ def run_batch(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int 
               shard: tuple[int, int] = (1, 1),
               progress: Callable[[int, int], None] | None = None,
               rng: Callable[[int], bytes] = secrets.token_bytes,
-              verify: bool = False) -> BatchResult:
+              verify: bool = False, layout: str = "folders") -> BatchResult:
     """Build the devices of ``table`` (this shard's) into ``out_dir/devices`` with
     ``jobs`` processes and write the shard's index; ``progress(done, total)`` is called
-    as chunks finish.  Devices already built from the same inputs (and whose files have
-    their recorded sizes; with ``verify``, their SHA-256) are skipped."""
-    k, n = shard
-    with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}", wait_orphans=True):
-        return _run_locked(batch, table, Path(out_dir), jobs=jobs, shard=shard,
-                           progress=progress, rng=rng, verify=verify)
+    as chunks finish.  Every row is read and checked before anything is written.  A
+    finished run of the same inputs whose files have their recorded sizes is done;
+    otherwise devices already built from the same inputs (and whose files have their
+    recorded sizes; with ``verify``, their SHA-256) are skipped.
 
-
-def _run_locked(batch: BatchPlan, table: DeviceTable, out_dir: Path, *, jobs: int,
-                shard: tuple[int, int], progress: Callable[[int, int], None] | None,
-                rng: Callable[[int], bytes], verify: bool) -> BatchResult:
+    ``layout``: ``"folders"`` (a folder per device) or ``"packed"`` (one file per shard
+    and an index of offsets: :mod:`.packed`)."""
+    if layout not in ("folders", "packed"):
+        raise InputError(f"unknown batch layout {layout!r}", hint="folders or packed")
     k, n = shard
-    rows = table.rows[k - 1::n]
-    devices_dir = out_dir / "devices"
+    out_dir = Path(out_dir)
+    maker = ImageMaker(batch, table.columns)
     tag = f"{k}-of-{n}"
-    index = out_dir / ("index.csv" if n == 1 else f"index-{tag}.csv")
+    devices_dir = out_dir / "devices"
+    state = _State(batch, table, maker, _base_digest(batch, table.columns, maker.layouts),
+                   shard, str(devices_dir), tag, rng, verify)
+    total = len(range(k - 1, table.count, n))
+    chunks = range(len(table.chunks))
+    jobs = max(1, min(jobs, len(table.chunks)))
+    stem = "index" if n == 1 else f"index-{tag}"
+    index, run = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    quick = _table_digest(state)
+    if quick and not verify and layout == "folders" and run.is_file():
+        # A finished run of the same CSV text and plan: no need to read the rows again.
+        with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}",
+                         wait_orphans=True):
+            record = _finished(index, run, out_dir, quick, "table_sha256")
+            if record is not None:
+                if progress is not None:
+                    progress(total, total)
+                return BatchResult(0, record["devices"], index, record["inputs_sha256"],
+                                   record["devices"], record["files"])
+    with pool.Workers(jobs, state) as workers:
+        digest = hashlib.sha256(state.base_digest + tag.encode())
+        for part, error in workers.map(_check_chunk, chunks):
+            if error is not None:
+                pool.raise_error(error, table.file)
+            digest.update(part)
+        inputs = digest.hexdigest()
+    with output_lock(out_dir, scope=None if n == 1 else f"shard-{k}-of-{n}", wait_orphans=True):
+        if layout == "packed":
+            return run_packed(state, out_dir, jobs=jobs, total=total, inputs=inputs,
+                              progress=progress, result=BatchResult)
+        return _run_locked(state, out_dir, jobs=jobs, total=total, inputs=inputs,
+                           progress=progress)
+
+
+def _table_digest(state: _State) -> str | None:
+    """What decides every device's inputs when no cell names a file: the plan and the
+    CSV's text (None when a column reads files, whose contents it does not cover)."""
+    if any(c.from_file for c in state.table.columns):
+        return None
+    h = hashlib.sha256(state.base_digest + state.tag.encode() + b"\0")
+    h.update(state.table.text.encode())
+    return h.hexdigest()
+
+
+def _finished(index: Path, run: Path, out_dir: Path, digest: str,
+              field: str = "inputs_sha256") -> dict | None:
+    """The record of a finished run whose ``field`` is ``digest`` and whose files all
+    have their recorded sizes."""
+    try:
+        record = json.loads(run.read_bytes())
+        if record.get(field) != digest:
+            return None
+        with open(index, newline="") as fh:
+            rows = csv.reader(fh)
+            next(rows)
+            folders = set()
+            for row in rows:
+                if os.stat(os.path.join(out_dir, row[1])).st_size != int(row[6]):
+                    return None
+                folders.add(row[0])
+        for device in folders:
+            os.stat(os.path.join(out_dir, "devices", device, RECORD))
+        return record
+    except (OSError, ValueError, KeyError, IndexError, StopIteration, AttributeError):
+        return None
+
+
+def _run_locked(state: _State, out_dir: Path, *, jobs: int, total: int, inputs: str,
+                progress: Callable[[int, int], None] | None) -> BatchResult:
+    k, n = state.shard
+    tag = state.tag
+    table = state.table
+    devices_dir = Path(state.devices_dir)
+    stem = "index" if n == 1 else f"index-{tag}"
+    index, run = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    if not state.verify and index.is_file() and run.is_file():
+        record = _finished(index, run, out_dir, inputs)
+        if record is not None:
+            if progress is not None:
+                progress(total, total)
+            return BatchResult(0, record["devices"], index, inputs, record["devices"],
+                               record["files"])
     try:
         # The index describes a finished run: it goes before anything is built, so a run
         # with other inputs that is killed never leaves an index its files do not match.
         index.unlink(missing_ok=True)
+        run.unlink(missing_ok=True)
         devices_dir.mkdir(parents=True, exist_ok=True)
         _recover(devices_dir, tag)
+        support = flash_support_files(state.batch)
+        support_dir = out_dir / f".flash-{tag}"
+        if support:
+            shutil.rmtree(support_dir, ignore_errors=True)
+            support_dir.mkdir()
+            for name, data in support:
+                (support_dir / name).write_bytes(data)
+        fd, tmp = tempfile.mkstemp(prefix=f".{index.name}.", suffix=".tmp", dir=out_dir)
     except OSError as exc:
         raise os_error(exc, out_dir) from None
-    maker = ImageMaker(batch, table.columns)
-    state = _State(batch, maker, _base_digest(batch, table.columns, maker.layouts),
-                   devices_dir, tag, rng, verify)
-    jobs = max(1, min(jobs, math.ceil(len(rows) / 64) or 1))
-    size = max(8, min(500, math.ceil(len(rows) / (jobs * 8)) or 1))
-    chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
-    results: dict[str, tuple[str, list, bool]] = {}
-    done = 0
-
-    def collect(outcome) -> None:
-        nonlocal done
-        built, error = outcome
-        for item in built:
-            results[item[0]] = item
-        done += len(built)
-        if progress is not None:
-            progress(done, len(rows))
-        if error is not None:
-            kind, message, line, hint = error
-            cls = {"KeyMaterialError": KeyMaterialError, "CapacityError": CapacityError}.get(
-                kind, InputError)
-            raise cls(message, file=table.file, line=line, hint=hint)
-
+    state = replace(state, support_dir=str(support_dir), support=tuple(
+        (name, len(data), hashlib.sha256(data).hexdigest()) for name, data in support))
+    done = built = lines = 0
     try:
-        if jobs == 1:
-            global _STATE
-            saved, _STATE = _STATE, state
-            try:
-                for chunk in chunks:
-                    collect(_build_chunk(chunk))
-            finally:
-                _STATE = saved
-        else:
-            with multiprocessing.get_context().Pool(jobs, _init_worker, (state,)) as pool:
-                for outcome in pool.imap_unordered(_build_chunk, chunks):
-                    collect(outcome)
-    except BaseException:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(",".join(INDEX_COLUMNS) + "\n")
+            with pool.Workers(jobs, state) as workers:
+                for text, count, made, error in workers.map(_build_chunk,
+                                                            range(len(table.chunks))):
+                    fh.write(text)
+                    lines += text.count("\n")
+                    done += count
+                    built += made
+                    if progress is not None:
+                        progress(done, total)
+                    if error is not None:
+                        pool.raise_error(error, table.file)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, index)
+        write_atomic(run, json.dumps({"inputs_sha256": inputs,
+                                      "table_sha256": _table_digest(state), "devices": done,
+                                      "files": lines}).encode() + b"\n")
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         for leftover in devices_dir.glob(f".tmp-{tag}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise os_error(exc, index) from None
         raise
-    ordered = [results[device] for device, _, _ in rows]
-    write_atomic(index, _index_text(ordered).encode())
-    built = sum(1 for r in ordered if r[2])
-    return BatchResult(built, len(ordered) - built, index)
+    return BatchResult(built, done - built, index, inputs, done, lines)

@@ -8,24 +8,31 @@ Lines:
   esp-idf-nvs-partition-gen's API, encrypted and plain, in one process each;
 * the single-image CLI (``idf-nvs-secure nvs build``) against the reference CLI
   (``python -m esp_idf_nvs_partition_gen encrypt``), whole processes;
-* an 8 MB encrypted image's time over a 1 MB one's (linear is about 8);
+* an 8 MB encrypted image's time over a 1 MB one's (linear is about 8): its
+  encryption alone and the whole build;
 * the whole ``batch`` command (example project, product ``pro``, 64 KB NVS) against a
   reference loop that does the same work and writes the same files: it reads and
   checks the same devices CSV, derives each device's keys with the same HKDF, builds
   the image with the reference generator's API, writes nvs.bin, nvs_keys.bin and a
   device record with the SHA-256 of each, and an index; both sides with the same
-  number of processes (2), encrypted and plain;
+  number of processes (2), encrypted and plain; then both with the packed layout
+  (``--layout packed``: one devices.bin and an index of offsets; the reference loop
+  writes the same pack);
 * resuming a finished batch as a share of a full build;
 * peak RSS of the batch command at two sizes (5,000 and 50,000 devices by default).
 
-The last line is ``speedup: N.Nx``: the whole batch command, encrypted.  Not a test
-(pytest collects test_*.py only); the reference package is a test-only dependency.
+Each whole-batch line also gives both sides' CPU time (user + system of the process
+tree), steadier than wall time on a shared machine.  The last line is
+``speedup: N.Nx``: the whole batch command, encrypted, today's files, wall time.
+Not a test (pytest collects test_*.py only); the reference package is a test-only
+dependency.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import filecmp
 import hashlib
 import io
 import json
@@ -111,19 +118,33 @@ def per_image(images: int = 300) -> None:
         ours = _best(lambda: [build_nvs_image(entries, size, keys=k) for _ in range(images)])
         ref = _best(lambda: [reference_image(entries, size, k) for _ in range(images)], 1)
         print(f"per-image full layout, {label}: idf_nvs_secure {images / ours:8.0f}/s, "
-              f"reference {images / ref:6.0f}/s: {ref / ours:.1f}x")
+              f"reference {images / ref:6.0f}/s: {ref / ours:.1f}x", flush=True)
 
 
 def scaling() -> None:
+    """8 MB over 1 MB: the whole encrypted build, and its encryption alone (XTS over the
+    image's written entries, as build_nvs_image calls it)."""
+    from idf_nvs_secure.formats.nvs_reader import parse_nvs_image
+    from idf_nvs_secure.formats.xts import xts_encrypt_units
+
     keys = generate_nvs_keys(os.urandom)
-    times = {}
+    build, crypt = {}, {}
     for size in (1 << 20, 8 << 20):
         pages = size // 4096 - 1
         entries = [NvsEntry("ns", f"k{n}", "u32", n) for n in range(int(pages * 30 * 0.8))]
         build_nvs_image(entries, size, keys=keys)
-        times[size] = _best(lambda: build_nvs_image(entries, size, keys=keys))
-    print(f"encrypted image 8 MB / 1 MB: {times[8 << 20] / times[1 << 20]:.1f}x "
-          f"({times[1 << 20] * 1000:.0f} ms, {times[8 << 20] * 1000:.0f} ms; linear is 8)")
+        build[size] = _best(lambda: build_nvs_image(entries, size, keys=keys))
+        plain = build_nvs_image(entries, size)
+        offsets = [p.index * 4096 + 64 + 32 * e for p in parse_nvs_image(plain).pages
+                   for e in range(p.used)]
+        data = b"".join(plain[o:o + 32] for o in offsets)
+        crypt[size] = _best(lambda: xts_encrypt_units(keys.data_key, keys.tweak_key, data,
+                                                      offsets), 5)
+    big, small = 8 << 20, 1 << 20
+    print(f"encrypted image 8 MB / 1 MB: encryption {crypt[big] / crypt[small]:.1f}x "
+          f"({crypt[small] * 1000:.1f} ms, {crypt[big] * 1000:.1f} ms), whole build "
+          f"{build[big] / build[small]:.1f}x ({build[small] * 1000:.0f} ms, "
+          f"{build[big] * 1000:.0f} ms); linear is 8", flush=True)
 
 
 def single_cli(tmp: Path) -> None:
@@ -147,7 +168,7 @@ def single_cli(tmp: Path) -> None:
     t_ours = _best(lambda: run(ours), 7)
     t_ref = _best(lambda: run(ref), 7)
     print(f"single nvs build CLI (24 KB, encrypted): idf_nvs_secure {t_ours * 1000:.0f} ms, "
-          f"reference {t_ref * 1000:.0f} ms: {t_ref / t_ours:.1f}x")
+          f"reference {t_ref * 1000:.0f} ms: {t_ref / t_ours:.1f}x", flush=True)
 
 
 # --- the whole batch ---------------------------------------------------------------------
@@ -173,12 +194,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-def ours_batch(project: Path, table: Path, out: Path) -> float:
+def ours_batch(project: Path, table: Path, out: Path, layout: str = "folders") -> float:
     argv = [TOOL, "batch", str(project), "--product", "pro", "--devices", str(table),
-            "-o", str(out), "-j", str(JOBS)]
+            "-o", str(out), "-j", str(JOBS), "--layout", layout]
     start = time.perf_counter()
     subprocess.run(argv, check=True, capture_output=True, env=_env())
     return time.perf_counter() - start
+
+
+def _child_cpu() -> float:
+    """User + system CPU seconds of finished child processes (and their children): on a
+    shared machine a steadier measure than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 _REF: dict = {}
@@ -188,12 +216,13 @@ def _ref_init(state: dict) -> None:
     _REF.update(state)
 
 
-def _ref_chunk(rows) -> list:
+def _ref_chunk(task) -> list:
     from idf_nvs_secure.release.devices_csv import device_entries
 
     s = _REF
     out = []
-    for device, _line, values in rows:
+    first, rows = task
+    for number, (device, _line, values) in enumerate(rows, first):
         entries = device_entries(s["template"], s["slots"], s["columns"], values)
         files = []
         keys = None
@@ -202,6 +231,14 @@ def _ref_chunk(rows) -> list:
                                    device_id=device)
             files.append(("nvs_keys.bin", build_nvs_keys(keys), 0o600))
         files.append(("nvs.bin", reference_image(entries, s["size"], keys), 0o644))
+        if s["packed"]:  # one pack file: every device at its place, as ours
+            blob = b"".join(data for _, data, _ in files)
+            fd = s.get("fd") or s.setdefault("fd", os.open(s["pack"], os.O_WRONLY))
+            os.pwrite(fd, blob, number * len(blob))
+            out.append((device, [{"name": name, "size": len(data), "offset": number * len(blob),
+                                  "sha256": hashlib.sha256(data).hexdigest()}
+                                 for name, data, _ in files]))
+            continue
         folder = os.path.join(s["out"], "devices", device)
         os.makedirs(folder)
         items = []
@@ -217,7 +254,8 @@ def _ref_chunk(rows) -> list:
     return out
 
 
-def reference_batch(project: Path, table: Path, out: Path, encrypted: bool) -> float:
+def reference_batch(project: Path, table: Path, out: Path, encrypted: bool,
+                    packed: bool = False) -> float:
     """The same work with the reference generator for the images (2 processes)."""
     from idf_nvs_secure.inputs.project import load_project
     from idf_nvs_secure.plan.project_plan import plan_for_project
@@ -232,10 +270,12 @@ def reference_batch(project: Path, table: Path, out: Path, encrypted: bool) -> f
     (template, slots), = entry_layouts(batch, devices.columns)
     state = {"template": tuple(template), "slots": slots, "columns": devices.columns,
              "size": batch.jobs[0].size, "encrypted": encrypted, "master": batch.master,
-             "out": str(out)}
+             "out": str(out), "packed": packed, "pack": str(out / "devices.bin")}
+    if packed:
+        (out / "devices.bin").touch(mode=0o600)
     rows = devices.rows
     size = max(8, len(rows) // (JOBS * 8))
-    chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+    chunks = [(i, rows[i:i + size]) for i in range(0, len(rows), size)]
     results = []
     with multiprocessing.get_context("fork").Pool(JOBS, _ref_init, (state,)) as pool:
         for part in pool.imap(_ref_chunk, chunks):
@@ -245,41 +285,60 @@ def reference_batch(project: Path, table: Path, out: Path, encrypted: bool) -> f
     writer.writerow(["device_id", "file", "size", "sha256"])
     for device, items in results:
         for item in items:
-            writer.writerow([device, f"devices/{device}/{item['name']}", item["size"],
-                             item["sha256"]])
+            writer.writerow([device, f"devices.bin@{item['offset']}" if packed else
+                             f"devices/{device}/{item['name']}", item["size"], item["sha256"]])
     (out / "index.csv").write_text(buf.getvalue())
     return time.perf_counter() - start
 
 
+def _same_devices(ours: Path, ref: Path, devices: int, encrypted: bool, packed: bool) -> None:
+    """Both sides' files are byte-identical (packs whole; folders: 50 devices)."""
+    if packed:
+        from idf_nvs_secure.release.packed import read_packed_device
+
+        assert filecmp.cmp(ours / "devices.bin", ref / "devices.bin", shallow=False)
+        read_packed_device(ours, f"SN-{devices - 1:06d}")  # the index matches the pack
+        return
+    for d in range(0, devices, max(1, devices // 50)):
+        name = f"SN-{d:06d}"
+        for f in ("nvs.bin",) + (("nvs_keys.bin",) if encrypted else ()):
+            assert (ours / "devices" / name / f).read_bytes() == \
+                (ref / "devices" / name / f).read_bytes(), (name, f)
+
+
 def whole_batch(tmp: Path, devices: int) -> float:
     speedups = {}
-    for encrypted in (True, False):
+    for encrypted, layout in ((True, "folders"), (False, "folders"), (True, "packed"),
+                              (False, "packed")):
         label = "encrypted" if encrypted else "plain"
-        root = tmp / f"batch-{label}"
+        root = tmp / f"batch-{label}-{layout}"
         root.mkdir()
         project, table = make_project(root, devices, encrypted)
         ours_out, ref_out = root / "ours", root / "ref"
         ref_out.mkdir()
-        t_ours = ours_batch(project, table, ours_out)
+        cpu0 = _child_cpu()
+        t_ours = ours_batch(project, table, ours_out, layout)
+        cpu1 = _child_cpu()
         start = time.perf_counter()  # the reference loop as a whole process too
         subprocess.run([PY, __file__, "--reference-batch", str(project), str(table),
-                        str(ref_out), "1" if encrypted else "0"], check=True, env=_env())
+                        str(ref_out), "1" if encrypted else "0", layout], check=True,
+                       env=_env())
         t_ref = time.perf_counter() - start
-        for d in range(0, devices, max(1, devices // 50)):
-            name = f"SN-{d:06d}"
-            for f in ("nvs.bin",) + (("nvs_keys.bin",) if encrypted else ()):
-                assert (ours_out / "devices" / name / f).read_bytes() == \
-                    (ref_out / "devices" / name / f).read_bytes(), (name, f)
-        speedups[label] = t_ref / t_ours
-        print(f"whole batch command, {devices} devices, {label}, {JOBS} processes each: "
-              f"idf_nvs_secure {t_ours:.2f} s, reference loop {t_ref:.2f} s: "
-              f"{t_ref / t_ours:.1f}x")
-        if encrypted:
+        cpu_ours, cpu_ref = cpu1 - cpu0, _child_cpu() - cpu1
+        _same_devices(ours_out, ref_out, devices, encrypted, layout == "packed")
+        speedups[label, layout] = t_ref / t_ours
+        what = ("today's files per device" if layout == "folders" else
+                "packed: one devices.bin and an index of offsets")
+        print(f"whole batch command, {devices} devices, {label}, {what}, {JOBS} processes "
+              f"each: idf_nvs_secure {t_ours:.2f} s, reference loop {t_ref:.2f} s: "
+              f"{t_ref / t_ours:.1f}x (CPU time {cpu_ours:.2f} s vs {cpu_ref:.2f} s: "
+              f"{cpu_ref / cpu_ours:.1f}x)", flush=True)
+        if encrypted and layout == "folders":
             t_resume = ours_batch(project, table, ours_out)
             print(f"resume of a finished batch: {t_resume:.2f} s, "
-                  f"{100 * t_resume / t_ours:.0f}% of a full build")
+                  f"{100 * t_resume / t_ours:.0f}% of a full build", flush=True)
         shutil.rmtree(root)
-    return speedups["encrypted"]
+    return speedups["encrypted", "folders"]
 
 
 def peak_rss(tmp: Path, sizes: list[int]) -> None:
@@ -299,19 +358,19 @@ def peak_rss(tmp: Path, sizes: list[int]) -> None:
         shutil.rmtree(root)
     a, b = sizes
     print(f"peak RSS of the batch command: {rss[a]:.0f} MB at {a} devices, {rss[b]:.0f} MB at "
-          f"{b}: {rss[b] / rss[a]:.2f}x")
+          f"{b}: {rss[b] / rss[a]:.2f}x", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--rss-devices", default="5000,50000")
-    parser.add_argument("--reference-batch", nargs=4, metavar=("PROJECT", "CSV", "OUT", "ENC"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--reference-batch", nargs=5,
+                        metavar=("PROJECT", "CSV", "OUT", "ENC", "LAYOUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.reference_batch:
-        project, table, out, enc = args.reference_batch
-        reference_batch(Path(project), Path(table), Path(out), enc == "1")
+        project, table, out, enc, layout = args.reference_batch
+        reference_batch(Path(project), Path(table), Path(out), enc == "1", layout == "packed")
         return
     print(f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
           f"{sys.version.split()[0]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
@@ -15,7 +16,6 @@ from ...fsutil import display_path, read_input_bytes
 from ...inputs.keysource import SecretSpec, read_master_secret
 from ...inputs.project import load_project
 from ...release.batch import load_devices, parse_shard, plan_batch, run_batch
-from ...release.bundle import release_project
 from .params import MASTER_SECRET_FILE
 
 PROJECT_DIR = click.argument("project_dir", required=False, default=".",
@@ -70,6 +70,8 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
                 flash_encryption_key: Path | None, merged: bool, force: bool) -> None:
     """Write a reproducible release bundle of a product: images, keys, firmware,
     flasher_args.json, flash_args, report.html, manifest.json and a zip of them."""
+    from ...release.bundle import release_project  # only release needs it
+
     _plan(project_dir, product, sdkconfig, build_dir)  # diagnostics shown, exit 1 on errors
     bundle, zip_path = release_project(
         project_dir, out_dir, product=product, sdkconfig=sdkconfig, build_dir=build_dir,
@@ -109,10 +111,21 @@ def release_cmd(project_dir: Path, product: str | None, out_dir: Path, sdkconfig
 @click.option("--verify", is_flag=True,
               help="On resume, re-read and re-hash every device's files (default: their "
                    "recorded sizes and inputs decide).")
+@click.option("--layout", type=click.Choice(["folders", "packed"]), default="folders",
+              show_default=True,
+              help="folders: a folder per device; packed: one devices.bin per shard with "
+                   "an index of offsets, for stations that flash from it.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the result as JSON (devices, built, skipped, index, ...).")
 def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Path,
               sdkconfig: Path | None, build_dir: Path | None, master_secret_file: Path | None,
-              jobs: int | None, shard: str | None, verify: bool) -> None:
-    """Build per-device NVS images and keys for a manufacturing batch."""
+              jobs: int | None, shard: str | None, verify: bool, layout: str,
+              as_json: bool) -> None:
+    """Build per-device NVS images and keys for a manufacturing batch.
+
+    Each device gets a folder under OUT_DIR/devices with its images, keys, flash_args
+    and flasher_args.json (there, esptool.py --chip CHIP write_flash @flash_args writes
+    the device); OUT_DIR/index.csv lists every file with its offset and SHA-256."""
     started = time.perf_counter()
     shard_spec = parse_shard(shard) if shard else (1, 1)
     # A value every device supplies (a devices CSV column) needs no base value.
@@ -121,7 +134,7 @@ def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Pa
     table = load_devices(devices, batch, display=display_path(devices))
     resolved.check_complete(table.supplied)
     jobs = jobs or os.cpu_count() or 1
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and not as_json:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -142,11 +155,20 @@ def batch_cmd(project_dir: Path, product: str | None, devices: Path, out_dir: Pa
                                 rate=f"{done / elapsed:,.0f}/s" if elapsed else "")
 
             result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec,
-                               progress=advance, verify=verify)
+                               progress=advance, verify=verify, layout=layout)
     else:
-        result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec, verify=verify)
+        result = run_batch(batch, table, out_dir, jobs=jobs, shard=shard_spec, verify=verify,
+                           layout=layout)
     elapsed = time.perf_counter() - started
     count = result.built + result.skipped
+    if as_json:
+        click.echo(json.dumps({
+            "product": batch.product, "shard": list(shard_spec), "layout": layout,
+            "devices": count,
+            "built": result.built, "skipped": result.skipped, "files": result.files,
+            "index": display_path(result.index), "inputs_sha256": result.inputs_sha256,
+            "out_dir": display_path(out_dir), "seconds": round(elapsed, 3)}, indent=2))
+        return
     click.echo(f"batch: {count} devices ({result.built} built, {result.skipped} already "
                f"done) in {elapsed:.1f} s ({count / elapsed if elapsed else 0:,.0f} "
                f"devices/s); index: {display_path(result.index)}")
