@@ -338,14 +338,6 @@ def test_cli_diff(tmp_path, plain):
     assert result.exit_code == 2 and "wrong key" in result.output
 
 
-def _dump_has_tree() -> bool:
-    from idf_nvs_secure.app.cli.nvs import nvs_group
-    import idf_nvs_secure.app.cli.inspect  # noqa: F401 - it adds dump to the nvs group
-
-    return any(p.name == "pages" for p in nvs_group.commands["dump"].params)
-
-
-@pytest.mark.skipif(not _dump_has_tree(), reason="nvs dump --pages/--flash not wired in cli/nvs.py yet")
 def test_cli_dump_tree_pages_and_flash(tmp_path, plain):
     image = _write(tmp_path, "i.bin", plain)
     result = _run("nvs", "dump", image, "--pages")

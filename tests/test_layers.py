@@ -124,3 +124,19 @@ def test_the_graph_is_read() -> None:
     assert "formats.nvs_layout" in GRAPH["formats.nvs_image"]
     assert "plan.security" in GRAPH["build.artifacts"] or any(
         d.startswith("plan.") for d in GRAPH["build.artifacts"])
+
+
+def test_nvs_build_loads_no_reader_yaml_or_kconfig() -> None:
+    # `nvs build VALUES.csv` is what a single-image user waits for: it must not load the
+    # image reader, inspection views, YAML machinery, schemas or the Kconfig loader.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom idf_nvs_secure.app.cli import cli\n"
+            "cli.get_command(None, 'nvs').get_command(None, 'build')\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    heavy = {"idf_nvs_secure.formats.nvs_reader", "idf_nvs_secure.views.inspect", "yaml",
+             "jsonschema", "idf_nvs_secure.config.sdkconfig", "kconfiglib", "esp_kconfiglib"}
+    assert not heavy & loaded, sorted(heavy & loaded)

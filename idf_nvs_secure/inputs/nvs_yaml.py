@@ -35,15 +35,19 @@ import binascii
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..errors import ErrorCollector, InputError
 from ..formats.nvs_image import NVS_TYPES, SECRET_NOT_SHOWN, NvsEntry, validate_entry
 from ..formats.nvs_layout import BLOB_MAX_SIZE, STR_LEN_MAX_SIZE
 from ..fsutil import display_path, read_input_text, read_regular_file
 from .nvs_csv import BlobFill, fill_blob
-from .schemas import validate_document
-from .yamlsource import YamlDocument, load_yaml
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .yamlsource import YamlDocument
+
+# The YAML reader and the schema checker load only when a YAML file is read: a CSV-only
+# `nvs build` needs neither (NvsValues, which it does need, lives here).
 
 __all__ = ["NvsValues", "load_nvs_values", "parse_nvs_values_document", "format_nvs_values_yaml"]
 
@@ -109,6 +113,8 @@ def load_nvs_values(files: Sequence[Path], *, env: Mapping[str, str],
     ``defer_unset``: a value from an unset environment variable is not an error yet (its
     entry holds a stand-in, the error waits in ``unset``), so commands that only plan or
     show never need secret values."""
+    from .yamlsource import load_yaml
+
     result = values if values is not None else NvsValues(defer_unset=defer_unset)
     for i, path in enumerate(files):
         text = read_input_text(path)
@@ -128,6 +134,8 @@ def parse_nvs_values_document(doc: YamlDocument, *, base_dir: Path, env: Mapping
     ``file:`` sources are read with ``read_bytes(path, max_bytes=..., what=...)``: only
     regular files no larger than the type can store; those outside ``root`` (default
     ``base_dir``) are recorded in ``into.external_files``."""
+    from .schemas import validate_document
+
     validate_document(doc, "nvs_values")
     errors = ErrorCollector()  # keys are independent: every bad one is reported at once
     for ns, keys in doc.data.items():

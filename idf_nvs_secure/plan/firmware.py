@@ -17,6 +17,7 @@ the row of :data:`..config.idf_versions.IDF_FEATURES` it rests on.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 from dataclasses import replace
 
 from ..config.idf_versions import (
@@ -30,11 +31,15 @@ from ..config.idf_versions import (
     IdfVersion,
     parse_idf_version,
 )
-from ..config.sdkconfig import ResolvedConfig
 from ..errors import InputError
 from ..formats.nvs_layout import NvsEntry
 from ..formats.partition_table import DATA_TYPE, NVS_SUBTYPE
 from .model import Diagnostic, SecurityPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    # Annotations only: `nvs build` checks values against the firmware without loading
+    # the Kconfig machinery.
+    from ..config.sdkconfig import ResolvedConfig
 
 __all__ = ["with_idf_version", "plan_idf_version", "check_entries_for_firmware",
            "firmware_diagnostics", "nvs_sec_provider_missing", "FLOAT_TYPE_NAMES", "SMALL_READONLY_LIMIT"]

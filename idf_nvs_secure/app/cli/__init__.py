@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "config": (("project",), "config_group", "Show the project file, resolved for a product."),
     "partitions": (("partitions",), "partitions_group",
                    "Build, show and convert partition tables."),
-    "nvs": (("nvs", "inspect"), "nvs_group",
+    "nvs": (("nvs",), "nvs_group",
             "Build, convert, dump, check and compare NVS images."),
     "keys": (("keys",), "keys_group", "Generate and show NVS keys (by fingerprint only)."),
     "report": (("inspect",), "report_cmd",

@@ -23,8 +23,6 @@ from ...views.inspect import (
     keys_from_flash,
     locate_in_flash,
 )
-from .nvs import _listing as listing
-from .nvs import nvs_group  # the group is owned by cli/nvs.py
 from .params import AnyInt, load_keys
 
 
@@ -167,6 +165,22 @@ def diff_cmd(ctx: click.Context, image_a: Path, image_b: Path, keys_path: Path |
         ctx.exit(1)
 
 
+def _decryption(image: NvsImage) -> str:
+    """How the entries were read, for the header: never "decrypted" when nothing was."""
+    if image.wrong_key:
+        return "NOT decrypted: wrong key (no entry decrypts with the keys given)"
+    if image.looks_encrypted:
+        return "NOT decrypted: looks encrypted (no keys given)"
+    return "decrypted" if image.encrypted else "plain"
+
+
+def _header(image: NvsImage, name: str) -> str:
+    """The first line of ``nvs dump``: pages, format version, how it was read."""
+    in_use = sum(1 for p in image.pages if p.state != "UNINITIALIZED")
+    version = f", format version {image.version}" if image.version else ""
+    return f"{name}: {len(image.pages)} pages ({in_use} in use){version}, {_decryption(image)}"
+
+
 def echo_tree(image: NvsImage, title: str, *, pages: bool) -> None:
     """Print a dump tree: rich.tree on a terminal, plain indented text otherwise."""
     tree = dump_tree(image, title=title, pages=pages)
@@ -187,7 +201,7 @@ def echo_tree(image: NvsImage, title: str, *, pages: bool) -> None:
 
 
 
-@nvs_group.command("dump", short_help="Show the entries of an NVS image as a tree.")
+@click.command("dump", short_help="Show the entries of an NVS image as a tree.")
 @click.argument("image_path", metavar="IMAGE", required=False, type=click.Path(path_type=Path))
 @click.option("--keys", "keys_path", type=click.Path(path_type=Path),
               help="nvs_keys partition image to decrypt the entries with.")
@@ -212,7 +226,7 @@ def dump_cmd(ctx: click.Context, image_path: Path | None, keys_path: Path | None
     if as_json:
         click.echo(json.dumps(_dump_json(image), indent=2, ensure_ascii=False))
     else:
-        echo_tree(image, listing(image, label).splitlines()[0], pages=pages)
+        echo_tree(image, _header(image, label), pages=pages)
     for problem in image.problems:
         click.echo(f"problem: {label}: {problem}", err=True)
     if image.problems:
@@ -230,8 +244,6 @@ def _dump_json(image: NvsImage) -> dict:
     return image_to_json(image)
 
 
-nvs_group.add_command(check_cmd)
-nvs_group.add_command(diff_cmd)
 
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from ...formats.nvs_image import (
     NvsEntry,
     build_nvs_image,
 )
-from ...formats.nvs_reader import NvsImage
 from ...fsutil import read_input_text, write_atomic
 from ...inputs.nvs_csv import parse_nvs_csv
 from .params import IDF_VERSION, load_keys
@@ -30,7 +28,24 @@ def _size(text: str) -> int:
         raise InputError(f"--size: {exc.message}", hint=exc.hint) from None
 
 
-@click.group("nvs")
+#: nvs subcommands that read images (cli/inspect.py): loaded only when one runs, so
+#: `nvs build` loads no reader or inspection code.
+_READERS = {"check": "check_cmd", "diff": "diff_cmd", "dump": "dump_cmd"}
+
+
+class _NvsGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_READERS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _READERS:
+            from . import inspect
+
+            return getattr(inspect, _READERS[name])
+        return super().get_command(ctx, name)
+
+
+@click.group("nvs", cls=_NvsGroup)
 def nvs_group() -> None:
     """Build and inspect NVS partition images (ESP-IDF nvs_partition_gen.py compatible)."""
 
@@ -81,44 +96,6 @@ def build_cmd(values: tuple[Path, ...], size_text: str, output: Path, keys_path:
     sources = f" from {len(values)} values files" if len(values) > 1 else ""
     click.echo(f"wrote {output}: {len(entries)} entries{sources}, {used} of {pages} pages "
                f"used{layout}, format version {format_version}, {how}")
-
-
-def _shorten(value: object, limit: int = 48) -> str:
-    if isinstance(value, bytes):
-        text = value.hex()
-        more = f"... ({len(value)} bytes)" if len(text) > limit else f" ({len(value)} bytes)"
-        return text[:limit] + more
-    if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-        if len(text) > limit:
-            return text[:limit] + f'..." ({len(value.encode("utf-8"))} bytes)'
-        return text
-    return repr(value)
-
-
-def _decryption(image: NvsImage) -> str:
-    """How the entries were read, for the header: never "decrypted" when nothing was."""
-    if image.wrong_key:
-        return "NOT decrypted: wrong key (no entry decrypts with the keys given)"
-    if image.looks_encrypted:
-        return "NOT decrypted: looks encrypted (no keys given)"
-    return "decrypted" if image.encrypted else "plain"
-
-
-def _listing(image: NvsImage, name: str) -> str:
-    initialised = [p for p in image.pages if p.state != "UNINITIALIZED"]
-    version = f", format version {image.version}" if image.version else ""
-    lines = [f"{name}: {len(image.pages)} pages ({len(initialised)} in use){version}, "
-             f"{_decryption(image)}"]
-    by_namespace: dict[str, list] = {ns: [] for ns in image.namespaces}
-    for item in image.entries:
-        by_namespace.setdefault(item.namespace, []).append(item)
-    for namespace, items in by_namespace.items():
-        lines.append(f"namespace {namespace}")
-        width = max((len(item.key) for item in items), default=0)
-        for item in items:
-            lines.append(f"  {item.key:<{width}}  {item.type:<6}  {_shorten(item.value)}")
-    return "\n".join(lines)
 
 
 @nvs_group.command("convert", short_help="Convert NVS values CSV to values YAML.")
