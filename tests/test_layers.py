@@ -5,6 +5,7 @@ layers below it."""
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "idf_nvs_secure"
@@ -126,17 +127,23 @@ def test_the_graph_is_read() -> None:
         d.startswith("plan.") for d in GRAPH["build.artifacts"])
 
 
-def test_nvs_build_loads_no_reader_yaml_or_kconfig() -> None:
-    # `nvs build VALUES.csv` is what a single-image user waits for: it must not load the
-    # image reader, inspection views, YAML machinery, schemas or the Kconfig loader.
+def test_nvs_build_loads_no_reader_yaml_or_kconfig(tmp_path) -> None:
+    # `nvs build VALUES.csv` is what a single-image user waits for: running it must not
+    # load the image reader, inspection views, YAML machinery, schemas or Kconfig.
     import subprocess
     import sys
 
+    values = tmp_path / "v.csv"
+    values.write_text("key,type,encoding,value\nns,namespace,,\nk,data,u8,1\n")
     code = ("import sys\nfrom idf_nvs_secure.app.cli import cli\n"
-            "cli.get_command(None, 'nvs').get_command(None, 'build')\n"
-            "print('\\n'.join(sorted(sys.modules)))")
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                check=True).stdout.split())
+            f"cli.main(['nvs', 'build', {str(values)!r}, '--size', '0x3000', '-o', "
+            f"{str(tmp_path / 'o.bin')!r}], standalone_mode=False)\n"
+            "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "IDF_PATH"})
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "o.bin").is_file()
+    loaded = set(run.stderr.split())
     heavy = {"idf_nvs_secure.formats.nvs_reader", "idf_nvs_secure.views.inspect", "yaml",
              "jsonschema", "idf_nvs_secure.config.sdkconfig", "kconfiglib", "esp_kconfiglib"}
     assert not heavy & loaded, sorted(heavy & loaded)
