@@ -78,11 +78,12 @@ def output_lock(out_dir: str | os.PathLike[str], *, scope: str | None = None,
     import time
 
     target = Path(out_dir)
-    parent = target.parent if str(target.parent) else Path(".")
+    where = target.resolve()  # "-o ." locks beside the folder too, never inside it
+    parent = where.parent
     suffix = f".{scope}" if scope else ""
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(parent / f".{target.resolve().name}{suffix}.lock",
+        fd = os.open(parent / f".{where.name}{suffix}.lock",
                      os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise os_error(exc, target) from None
@@ -117,6 +118,14 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.fsync(fh.fileno())
 
 
+def _holds_cwd(folder: Path) -> bool:
+    """Whether ``folder`` is the working directory or holds it."""
+    try:
+        return Path.cwd().resolve().is_relative_to(folder.resolve())
+    except OSError:  # the working directory is gone
+        return False
+
+
 def write_output_set(out_dir: str | os.PathLike[str], files: Sequence[OutputFile], *,
                      manifest: tuple[str, bytes] | None = None,
                      owned: str | None = None) -> None:
@@ -131,6 +140,10 @@ def write_output_set(out_dir: str | os.PathLike[str], files: Sequence[OutputFile
     :class:`InputError` naming the file.
     """
     target = Path(out_dir)
+    if _holds_cwd(target):
+        raise InputError("the output folder holds the current folder, and a build replaces "
+                         "its output folder as a whole", file=display_path(target),
+                         hint="name a folder of its own, for example -o out")
     if target.exists():
         if not target.is_dir():
             raise InputError("exists and is not a directory", file=display_path(target))

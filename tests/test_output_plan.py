@@ -319,3 +319,39 @@ def test_secure_boot_v1_app_sizes_come_from_the_build_configuration(tmp_path: Pa
     (tmp_path / "sdkconfig.json").write_text(json.dumps(sdk))
     result = _run(["detect", str(project), "--sdkconfig", str(tmp_path / "sdkconfig.json")], {})
     assert result.exit_code == 2 and "Secure Boot V1" in result.output
+
+
+@pytest.mark.parametrize("out", [".", "..", "{here}"])
+def test_an_output_folder_holding_the_working_directory_is_refused(tmp_path: Path, monkeypatch,
+                                                                   out: str) -> None:
+    """``build -o .`` in an empty folder: the set would replace the folder the user
+    stands in (their shell left in a deleted folder); one error line instead, and no
+    lock file or staging folder left inside it."""
+    project, _ = _variant(tmp_path, "example")
+    here = tmp_path / "work" / "here"
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    result = _run(["build", str(project), "-o", out.format(here=here)], {})
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "holds the current folder" in errors[0], result.output
+    assert "hint: name a folder of its own, for example -o out" in result.output
+    assert list(here.iterdir()) == []
+
+
+def test_a_batch_into_the_working_directory_locks_beside_it(tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """A batch writes inside its folder (devices/, index.csv), so ``-o .`` works; its
+    lock file goes beside the folder, as for any other name."""
+    project, _ = _variant(tmp_path, "example")
+    table = tmp_path / "devices.csv"
+    table.write_text("device_id,device.serial:string\nSN-1,S1\nSN-2,S2\n")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    args = ["batch", str(project), "--product", "pro", "--devices", str(table), "-o", "."]
+    result = _run(args, {"NVS_MASTER_SECRET": "ab" * 32})
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in here.iterdir()}
+    assert {"devices", "index.csv", "index.json"} <= names
+    assert not [n for n in names if n.endswith(".lock")] and (tmp_path / ".here.lock").is_file()
