@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
-from importlib import metadata
 from types import ModuleType
 
 __all__ = ["kconfiglib"]
@@ -26,21 +26,31 @@ def _is_real(module: ModuleType) -> bool:
 
 
 def _load() -> ModuleType:
-    try:
+    spec = importlib.util.find_spec("kconfiglib")
+    origin = str(getattr(spec, "origin", None) or "")
+    if origin.endswith("kconfiglib.py"):  # the module itself: nothing shadows it
         module = importlib.import_module("kconfiglib")
         if _is_real(module):
             return module
-    except ImportError:
-        pass
     if _PRIVATE_NAME in sys.modules:
         return sys.modules[_PRIVATE_NAME]
-    path = metadata.distribution("kconfiglib").locate_file("kconfiglib.py")
-    spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, str(path))
+    # A package shadows it (esp-idf-kconfig's shim, not imported: it pulls in
+    # esp_kconfiglib and rich).  The distribution's file usually sits beside the shim.
+    beside = os.path.join(os.path.dirname(os.path.dirname(origin)), "kconfiglib.py")
+    if origin and os.path.isfile(beside):
+        path = beside
+    else:
+        from importlib import metadata
+
+        path = str(metadata.distribution("kconfiglib").locate_file("kconfiglib.py"))
+    spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, path)
     if spec is None or spec.loader is None:  # pragma: no cover - a broken install
         raise ImportError(f"cannot load kconfiglib from {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[_PRIVATE_NAME] = module
     spec.loader.exec_module(module)
+    if not _is_real(module):  # pragma: no cover - a broken install
+        raise ImportError(f"{path} is not kconfiglib")
     return module
 
 
