@@ -67,3 +67,12 @@ def example_password_location() -> str:
         if "env: EXAMPLE_WIFI_PASSWORD" in line:
             return f"{number}:{line.index('EXAMPLE_WIFI_PASSWORD') + 1}"
     raise AssertionError("the example no longer reads EXAMPLE_WIFI_PASSWORD")
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write ``files`` (relative path -> text) under ``root``; returns ``root``."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root

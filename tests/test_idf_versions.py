@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from fixture_projects import BASIC_PROJECT, ESP32_FLASH_ENC, PARTITIONS_WITH_KEYS
+from fixture_projects import write_tree as write
 from idf_nvs_secure.app.cli import cli
 from idf_nvs_secure.build.integration import plan_build_integration
 from idf_nvs_secure.config.idf_versions import (
@@ -38,14 +39,6 @@ FLOAT_VALUES = "device:\n  model: X\n  scale: {type: float, value: 1.25}\n"
 #: kconfgen's header (esp-idf-kconfig SDKCONFIG_HEADER_TEMPLATE), as ESP-IDF writes it.
 HEADER = ("#\n# Automatically generated file. DO NOT EDIT.\n"
           "# Espressif IoT Development Framework (ESP-IDF) {v} Project Configuration\n#\n")
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def project(tmp_path: Path, values: str = FLOAT_VALUES, extra: str = "",

@@ -23,15 +23,9 @@ from idf_nvs_secure.config.sdkconfig import (
 )
 from idf_nvs_secure.errors import InputError
 
+from fixture_projects import write_tree as write
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sdkconfig"
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 # --- chips ---------------------------------------------------------------------------
