@@ -26,7 +26,10 @@ def _is_real(module: ModuleType) -> bool:
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.find_spec("kconfiglib")
+    try:
+        spec = importlib.util.find_spec("kconfiglib")
+    except ValueError:  # imported already, without a spec
+        spec = None
     origin = str(getattr(spec, "origin", None) or "")
     if origin.endswith("kconfiglib.py"):  # the module itself: nothing shadows it
         module = importlib.import_module("kconfiglib")
