@@ -45,6 +45,18 @@ def _env() -> dict[str, str]:
     return {**env, **ENV}
 
 
+def _first_batch(tmp_path: Path, count: int) -> tuple[Path, Path, Path, list[str]]:
+    """A finished in-process batch of ``count`` devices: the project, the devices CSV,
+    the output folder and the command's arguments (to run it again)."""
+    project = copy_example_project(tmp_path)
+    devices = _devices(tmp_path / "devices.csv", count)
+    out = tmp_path / "out"
+    args = ["batch", str(project), "--product", "pro", "--devices", str(devices), "-o", str(out),
+            "-j", "1"]
+    assert CliRunner().invoke(cli, args, env=ENV).exit_code == 0
+    return project, devices, out, args
+
+
 def _consistent(out: Path) -> int:
     """Every row of the index matches its file; every device folder is whole."""
     rows = list(csv.DictReader((out / "index.csv").open()))
@@ -101,12 +113,7 @@ def test_parent_killed_then_resumed_at_once(tmp_path: Path, attempt: int) -> Non
 
 
 def test_changed_inputs_invalidate_the_index_before_anything(tmp_path: Path, monkeypatch) -> None:
-    project = copy_example_project(tmp_path)
-    devices = _devices(tmp_path / "devices.csv", 40)
-    out = tmp_path / "out"
-    args = ["batch", str(project), "--product", "pro", "--devices", str(devices), "-o", str(out),
-            "-j", "1"]
-    assert CliRunner().invoke(cli, args, env=ENV).exit_code == 0
+    project, devices, out, args = _first_batch(tmp_path, 40)
     assert (out / "index.csv").is_file()
     # A re-run with another secret dies part-way: no stale index is left behind.
     calls = []
@@ -154,12 +161,7 @@ def test_index_cells_are_never_formulas() -> None:
 
 
 def test_resume_trusts_sizes_and_verify_rehashes(tmp_path: Path) -> None:
-    project = copy_example_project(tmp_path)
-    devices = _devices(tmp_path / "devices.csv", 3)
-    out = tmp_path / "out"
-    args = ["batch", str(project), "--product", "pro", "--devices", str(devices), "-o", str(out),
-            "-j", "1"]
-    assert CliRunner().invoke(cli, args, env=ENV).exit_code == 0
+    project, devices, out, args = _first_batch(tmp_path, 3)
     image = out / "devices" / "SN-00001" / "nvs.bin"
     good = image.read_bytes()
     image.write_bytes(b"\x00" + good[1:])  # same size, other bytes
@@ -211,12 +213,7 @@ def test_ctrl_c_ends_the_batch_quietly_and_resume_finishes_it(tmp_path: Path,
 def test_a_finished_run_of_the_same_csv_is_not_read_again(tmp_path: Path, monkeypatch) -> None:
     """Resume of a finished batch: the same plan and CSV text (no cell naming a file)
     need only the files' sizes, not a second pass over the rows."""
-    project = copy_example_project(tmp_path)
-    devices = _devices(tmp_path / "devices.csv", 30)
-    out = tmp_path / "out"
-    args = ["batch", str(project), "--product", "pro", "--devices", str(devices), "-o", str(out),
-            "-j", "1"]
-    assert CliRunner().invoke(cli, args, env=ENV).exit_code == 0
+    project, devices, out, args = _first_batch(tmp_path, 30)
     read = []
     real = batch_module._check_chunk
     monkeypatch.setattr(batch_module, "_check_chunk", lambda i: read.append(i) or real(i))
