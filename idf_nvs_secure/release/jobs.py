@@ -47,10 +47,6 @@ class PartitionJob:
     def key_source(self) -> KeySource | None:
         return self.keys.source if self.keys else None
 
-    @property
-    def keys_context(self) -> str | None:
-        return self.keys.context if self.keys else None
-
 
 @dataclass(frozen=True)
 class BatchPlan:
